@@ -1,0 +1,72 @@
+"""airssys-actors: an Erlang/OTP-style actor runtime in which every process is a
+sandboxed WebAssembly component.
+
+Layering: ``_host/`` is the only code that touches wasmtime; ``_mailbox``, ``_process``,
+``_node`` and friends are the runtime; this module is the one list of public names.
+The ``supervisors`` package is built on these names only.
+"""
+
+from ._actor import NOREPLY as NOREPLY
+from ._actor import Actor as Actor
+from ._actor import Context as Context
+from ._capabilities import Capabilities as Capabilities
+from ._codec import UndecodableMessage as UndecodableMessage
+from ._codec import decode as decode
+from ._codec import encode as encode
+from ._deadletters import DeadLetter as DeadLetter
+from ._errors import (
+    ActorError as ActorError,
+    CallFailed as CallFailed,
+    CallTimeout as CallTimeout,
+    ComponentWorldMismatch as ComponentWorldMismatch,
+    InvalidComponent as InvalidComponent,
+    MailboxClosed as MailboxClosed,
+    MailboxFull as MailboxFull,
+    MessageTooLarge as MessageTooLarge,
+    NameTaken as NameTaken,
+    NodeClosed as NodeClosed,
+    NoSuchProcess as NoSuchProcess,
+    SpawnFailed as SpawnFailed,
+    UnencodableMessage as UnencodableMessage,
+)
+from ._events import Event as Event
+from ._events import Subscription as Subscription
+from ._host._instance import Limits as Limits
+from ._mailbox import MailboxStatistics as MailboxStatistics
+from ._message import Kind as Kind
+from ._message import Message as Message
+from ._node import Node as Node
+from ._node import NodeStatistics as NodeStatistics
+from ._pid import Pid as Pid
+from ._reasons import KILLED as KILLED
+from ._reasons import NOPROC as NOPROC
+from ._reasons import NORMAL as NORMAL
+from ._reasons import SHUTDOWN as SHUTDOWN
+from ._reasons import ExitReason as ExitReason
+from ._wasm import Component as Component
+
+__all__ = [
+    "NOREPLY", "Actor", "Context", "Capabilities", "UndecodableMessage", "decode", "encode",
+    "DeadLetter", "ActorError", "CallFailed", "CallTimeout", "ComponentWorldMismatch",
+    "InvalidComponent", "MailboxClosed", "MailboxFull", "MessageTooLarge", "NameTaken",
+    "NodeClosed", "NoSuchProcess", "SpawnFailed", "UnencodableMessage", "Event",
+    "Subscription", "Limits", "MailboxStatistics", "Kind", "Message", "Node",
+    "NodeStatistics", "Pid", "KILLED", "NOPROC", "NORMAL", "SHUTDOWN", "ExitReason",
+    "Component",
+]
+
+
+def _fixup_module_metadata() -> None:
+    # Show `airssys_actors.Node` in reprs and tracebacks, not the private module path.
+    import types
+
+    for name in __all__:
+        obj = globals()[name]
+        if isinstance(obj, type) and obj.__module__.startswith("airssys_actors._"):
+            obj.__module__ = __name__
+        elif isinstance(obj, types.FunctionType) and obj.__module__.startswith("airssys_actors._"):
+            obj.__module__ = __name__
+
+
+_fixup_module_metadata()
+del _fixup_module_metadata

@@ -1,0 +1,95 @@
+"""The errors a user of airssys-actors can see, as one small flat hierarchy.
+
+Each is named for what the caller sees. Exit reasons are not errors: they are values
+(:class:`airssys_actors.ExitReason`); an error carries one when a process's exit is
+the cause.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._reasons import ExitReason
+
+
+class ActorError(Exception):
+    """Base class of every error raised by airssys-actors."""
+
+
+class InvalidComponent(ActorError):
+    """The bytes are not a usable WebAssembly component (corrupt, WAT that does not parse,
+    a core module where a component is expected). Contrast :class:`ComponentWorldMismatch`,
+    a valid component that implements something else."""
+
+
+class ComponentWorldMismatch(InvalidComponent):
+    """A valid component that does not implement ``airssys:actor/process``: an export is
+    missing or has the wrong type, or it imports something the host does not provide.
+    ``problems`` lists every mismatch by name."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("component does not implement airssys:actor/process: " + "; ".join(problems))
+
+
+class NoSuchProcess(ActorError):
+    """No live process has that pid or registered name (it never existed or has exited)."""
+
+    def __init__(self, address: object) -> None:
+        self.address = address
+        super().__init__(f"no such process: {address}")
+
+
+class NameTaken(ActorError):
+    """The name is already registered to another live process."""
+
+
+class CallTimeout(ActorError):
+    """A ``call`` got no reply within its timeout. The request may still be handled later;
+    its late reply is recorded as a dead letter."""
+
+
+class CallFailed(ActorError):
+    """The process handling a ``call`` exited before replying. ``reason`` says why.
+    Contrast :class:`CallTimeout`, where the process may still be alive."""
+
+    def __init__(self, address: object, reason: ExitReason) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(f"{address} exited before replying: {reason}")
+
+
+class MailboxFull(ActorError):
+    """The target's mailbox is at its bound; raised by the ``_nowait`` forms only (the
+    awaiting forms wait for room). Contrast :class:`MailboxClosed`."""
+
+
+class MailboxClosed(ActorError):
+    """The mailbox belongs to a process that has exited and will take no more messages."""
+
+
+class UnencodableMessage(ActorError, TypeError):
+    """The value cannot be encoded as msgpack (only nil, bool, int, float, str, bytes,
+    lists/tuples and maps of those cross a process boundary)."""
+
+
+class MessageTooLarge(ActorError, ValueError):
+    """The encoded message is larger than the limit; it was refused, never truncated."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class SpawnFailed(ActorError):
+    """The process could not be started: its ``init`` failed or trapped. ``reason`` says how."""
+
+    def __init__(self, reason: ExitReason) -> None:
+        self.reason = reason
+        super().__init__(f"process failed to start: {reason}")
+
+
+class NodeClosed(ActorError):
+    """The node is shutting down or has stopped; it starts nothing new."""

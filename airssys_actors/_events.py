@@ -1,0 +1,140 @@
+"""The event stream: spawns, exits, restarts, escalations and everything else worth
+observing, as timestamped records that tests, the CLI and benchmarks subscribe to."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, AsyncIterator
+
+import attrs
+import trio
+
+from ._pid import Pid
+
+
+@attrs.frozen
+class Event:
+    """One thing that happened on a node."""
+
+    kind: str
+    """``spawn``, ``exit``, ``restart``, ``escalation``, ``give_up``, ``capability_denied``,
+    ``dead_letter``, ``log``, ``upgrade``..."""
+    time: float
+    """Wall-clock seconds since the epoch."""
+    pid: Pid | None = None
+    name: str | None = None
+    component: str | None = None
+    version: str | None = None
+    reason: str | None = None
+    data: dict[str, Any] = attrs.field(factory=dict)
+    """Anything else the kind carries."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly form."""
+        return {
+            "kind": self.kind,
+            "time": self.time,
+            "pid": None if self.pid is None else str(self.pid),
+            "name": self.name,
+            "component": self.component,
+            "version": self.version,
+            "reason": self.reason,
+            **{k: v for k, v in self.data.items()},
+        }
+
+
+class Subscription:
+    """A bounded queue of events for one subscriber. Iterate it with ``async for``.
+
+    When a subscriber falls more than ``maxlen`` events behind, the oldest are dropped
+    and counted in ``dropped``: a slow observer never slows the node down.
+    """
+
+    def __init__(self, bus: EventBus, kinds: frozenset[str] | None, maxlen: int) -> None:
+        self._bus = bus
+        self._kinds = kinds
+        self._queue: deque[Event] = deque()
+        self._maxlen = maxlen
+        self._lot = trio.lowlevel.ParkingLot()
+        self.dropped = 0
+        self.closed = False
+
+    def _push(self, event: Event) -> None:
+        if self._kinds is not None and event.kind not in self._kinds:
+            return
+        if len(self._queue) >= self._maxlen:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(event)
+        self._lot.unpark()
+
+    def get_nowait(self) -> Event | None:
+        return self._queue.popleft() if self._queue else None
+
+    def drain(self) -> list[Event]:
+        """Everything received so far, without waiting."""
+        items = list(self._queue)
+        self._queue.clear()
+        return items
+
+    async def get(self) -> Event:
+        """The next event (waits for one)."""
+        while not self._queue:
+            if self.closed:
+                raise trio.EndOfChannel
+            await self._lot.park()
+        return self._queue.popleft()
+
+    async def wait_for(self, predicate: Any, timeout: float = 5.0) -> Event:
+        """The next event satisfying ``predicate`` (events before it are consumed)."""
+        with trio.fail_after(timeout):
+            while True:
+                event = await self.get()
+                if predicate(event):
+                    return event
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            try:
+                yield await self.get()
+            except trio.EndOfChannel:
+                return
+
+    def close(self) -> None:
+        self.closed = True
+        self._bus._subscribers.discard(self)
+        self._lot.unpark_all()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventBus:
+    """Fan-out of events to subscribers, plus a bounded history of recent ones."""
+
+    def __init__(self, history: int = 10_000) -> None:
+        self._subscribers: set[Subscription] = set()
+        self.history: deque[Event] = deque(maxlen=history)
+
+    def emit(self, kind: str, **fields: Any) -> Event:
+        event = Event(kind=kind, time=time.time(), **fields)
+        self.history.append(event)
+        for sub in tuple(self._subscribers):
+            sub._push(event)
+        return event
+
+    def subscribe(self, kinds: set[str] | None = None, maxlen: int = 100_000) -> Subscription:
+        sub = Subscription(self, None if kinds is None else frozenset(kinds), maxlen)
+        self._subscribers.add(sub)
+        return sub
+
+    def close(self) -> None:
+        for sub in tuple(self._subscribers):
+            sub.close()

@@ -1,0 +1,110 @@
+"""The wasmtime engine every node shares, its epoch ticker and the on-disk compile cache.
+
+One engine serves the whole Python process so that a component compiled once can run on
+any node. Its configuration is fixed here because compiled artifacts are only valid for
+the configuration that produced them (the cache key includes it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import threading
+from pathlib import Path
+
+import wasmtime
+
+#: Wall-clock granularity of deadlines: the ticker bumps the engine epoch this often.
+TICK_SECONDS = 0.005
+
+# Every memory reserves this much address space up front (it may still grow past it by
+# moving). wasmtime's default (4 GiB plus guards) caps a 47-bit address space at a
+# few tens of thousands of instances; lunatic hit that wall near 15,000 processes.
+MEMORY_RESERVATION = 16 << 20
+MEMORY_GUARD = 64 << 10
+MAX_WASM_STACK = 512 << 10
+
+_CONFIG_FINGERPRINT = (
+    f"wasmtime={importlib.metadata.version('wasmtime')};"
+    f"epoch=1;fuel=1;reserve={MEMORY_RESERVATION};guard={MEMORY_GUARD};stack={MAX_WASM_STACK}"
+)
+
+
+def _make_engine() -> wasmtime.Engine:
+    config = wasmtime.Config()
+    config.wasm_component_model = True
+    config.epoch_interruption = True
+    config.consume_fuel = True
+    config.memory_reservation = MEMORY_RESERVATION
+    config.memory_guard_size = MEMORY_GUARD
+    config.memory_reservation_for_growth = 1 << 20
+    config.max_wasm_stack = MAX_WASM_STACK
+    config.parallel_compilation = False
+    return wasmtime.Engine(config)
+
+
+class EngineHost:
+    """The shared engine plus a ticker thread that runs while any node is open.
+
+    The ticker is an OS thread, not a trio task: a guest that loops holds the trio thread,
+    and the epoch must still advance for its deadline to fire.
+    """
+
+    def __init__(self) -> None:
+        self.engine = _make_engine()
+        self._lock = threading.Lock()
+        self._users = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire_ticker(self) -> None:
+        with self._lock:
+            self._users += 1
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._tick, name="airssys-epoch-ticker", daemon=True
+                )
+                self._thread.start()
+
+    def release_ticker(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users > 0 or self._thread is None:
+                return
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        thread.join()
+
+    def _tick(self) -> None:
+        engine = self.engine
+        while not self._stop.wait(TICK_SECONDS):
+            engine.increment_epoch()
+
+
+_HOST: EngineHost | None = None
+
+
+def engine_host() -> EngineHost:
+    global _HOST
+    if _HOST is None:
+        _HOST = EngineHost()
+    return _HOST
+
+
+def cache_dir() -> Path:
+    """Where compiled components are kept (``AIRSSYS_CACHE_DIR`` overrides it)."""
+    override = os.environ.get("AIRSSYS_CACHE_DIR")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "airssys-actors" / "compiled"
+
+
+def cache_key(wasm: bytes) -> str:
+    digest = hashlib.sha256()
+    digest.update(_CONFIG_FINGERPRINT.encode())
+    digest.update(b"\0")
+    digest.update(wasm)
+    return digest.hexdigest()

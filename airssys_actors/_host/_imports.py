@@ -1,0 +1,209 @@
+"""The host side of ``airssys:actor/host``: one linker, one raw callback per import.
+
+Callbacks are registered through wasmtime's C API rather than ``LinkerInstance.add_func``
+so that arguments are read in bulk (see ``_abi``). A callback finds the calling process
+by the store context it is given; every process registers a :class:`HostApi` for its
+store while it lives. A callback never lets a Python exception escape into wasm: a
+refused call returns ``err`` to the guest, and an unexpected error traps the guest with
+a message (crashing that process only).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Callable, Protocol
+
+import wasmtime
+from wasmtime import _ffi as ffi
+from wasmtime import component as cm
+
+from . import _abi
+from ._component import HOST_INTERFACE, TYPES_INTERFACE
+
+LEVELS = ("trace", "debug", "info", "warn", "error")
+
+
+class HostRefused(Exception):
+    """Raised by a :class:`HostApi` method to return ``err(message)`` to the guest."""
+
+
+class HostApi(Protocol):
+    """What a process offers its guest; methods raise :class:`HostRefused` for ``err``."""
+
+    def self_address(self) -> str: ...
+    def send(self, to: str, payload: bytes) -> None: ...
+    def request(self, to: str, payload: bytes, timeout_ms: int) -> int: ...
+    def send_after(self, to: str, payload: bytes, delay_ms: int) -> int: ...
+    def cancel_timer(self, timer: int) -> bool: ...
+    def spawn(self, component: str, args: bytes) -> str: ...
+    def link(self, target: str) -> None: ...
+    def monitor(self, target: str) -> int: ...
+    def stop(self, reason: str) -> None: ...
+    def log(self, level: str, message: str) -> None: ...
+    def now_ms(self) -> int: ...
+    def reply(self, call: int, payload: bytes) -> None: ...
+
+
+#: Store context address -> the HostApi of the process that owns that store.
+HOSTS: dict[int, HostApi] = {}
+
+Val = _abi.Val
+_get_string = _abi.get_string
+_get_bytes = _abi.get_bytes
+
+
+def _free_args(args: ctypes._Pointer, nargs: int) -> None:
+    # Arguments are handed to the callee; release the heap parts we read.
+    for i in range(nargs):
+        arg = args[i]
+        kind = arg.kind
+        if kind == _abi.K_STRING:
+            ffi.wasm_byte_vec_delete(ctypes.byref(arg.of.string))
+        elif kind == _abi.K_LIST:
+            ffi.wasmtime_component_vallist_delete(ctypes.byref(arg.of.list))
+        elif kind == _abi.K_ENUM:
+            ffi.wasm_byte_vec_delete(ctypes.byref(arg.of.enumeration))
+
+
+def _unit_result(out: Val, fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except HostRefused as refused:
+        _abi.set_result(out, False, _abi.boxed_string(str(refused)))
+        return
+    _abi.set_result(out, True, None)
+
+
+def _u64_result(out: Val, fn: Callable[[], int]) -> None:
+    try:
+        value = fn()
+    except HostRefused as refused:
+        _abi.set_result(out, False, _abi.boxed_string(str(refused)))
+        return
+    _abi.set_result(out, True, _abi.boxed_u64(value))
+
+
+def _self(host: HostApi, a: ctypes._Pointer, out: Val) -> None:
+    _abi.set_string(out, host.self_address())
+
+
+def _send(host: HostApi, a: ctypes._Pointer, out: Val) -> None:
+    to, payload = _get_string(a[0]), _get_bytes(a[1])
+    _unit_result(out, lambda: host.send(to, payload))
+
+
+def _request(host: HostApi, a: ctypes._Pointer, out: Val) -> None:
+    to, payload, timeout = _get_string(a[0]), _get_bytes(a[1]), a[2].of.u32
+    _u64_result(out, lambda: host.request(to, payload, timeout))
+
+
+def _send_after(host: HostApi, a: ctypes._Pointer, out: Val) -> None:
+    to, payload, delay = _get_string(a[0]), _get_bytes(a[1]), a[2].of.u32
+    _u64_result(out, lambda: host.send_after(to, payload, delay))
+
+
+def _cancel_timer(host: HostApi, a: ctypes._Pointer, out: Val) -> None:
+    out.kind = _abi.K_BOOL
+    out.of.boolean = bool(host.cancel_timer(a[0].of.u64))
+
+
+def _spawn(host: HostApi, a: ctypes._Pointer, out: Val) -> None:
+    component, args = _get_string(a[0]), _get_bytes(a[1])
+    try:
+        address = host.spawn(component, args)
+    except HostRefused as refused:
+        _abi.set_result(out, False, _abi.boxed_string(str(refused)))
+        return
+    _abi.set_result(out, True, _abi.boxed_string(address))
+
+
+def _link(host: HostApi, a: ctypes._Pointer, out: Val) -> None:
+    target = _get_string(a[0])
+    _unit_result(out, lambda: host.link(target))
+
+
+def _monitor(host: HostApi, a: ctypes._Pointer, out: Val) -> None:
+    target = _get_string(a[0])
+    _u64_result(out, lambda: host.monitor(target))
+
+
+def _stop(host: HostApi, a: ctypes._Pointer, out: Val | None) -> None:
+    host.stop(_get_string(a[0]))
+
+
+def _log(host: HostApi, a: ctypes._Pointer, out: Val | None) -> None:
+    level = _get_string_vec(a[0].of.enumeration)
+    host.log(level, _get_string(a[1]))
+
+
+def _get_string_vec(vec: ffi.wasm_byte_vec_t) -> str:
+    return ctypes.string_at(vec.data, vec.size).decode() if vec.size else ""
+
+
+def _now_ms(host: HostApi, a: ctypes._Pointer, out: Val) -> None:
+    out.kind = _abi.K_U64
+    out.of.u64 = host.now_ms()
+
+
+def _reply(host: HostApi, a: ctypes._Pointer, out: Val) -> None:
+    call, payload = a[0].of.u64, _get_bytes(a[1])
+    _unit_result(out, lambda: host.reply(call, payload))
+
+
+_IMPORTS: dict[str, Callable[[HostApi, ctypes._Pointer, Val], None]] = {
+    "self": _self,
+    "send": _send,
+    "request": _request,
+    "send-after": _send_after,
+    "cancel-timer": _cancel_timer,
+    "spawn": _spawn,
+    "link": _link,
+    "monitor": _monitor,
+    "stop": _stop,
+    "log": _log,
+    "now-ms": _now_ms,
+    "reply": _reply,
+}
+_BY_INDEX = list(_IMPORTS.values())
+
+
+@ffi.wasmtime_component_func_callback_t
+def _dispatch(env, context, ty, args, nargs, results, nresults):  # type: ignore[no-untyped-def]
+    try:
+        host = HOSTS[ctypes.cast(context, ctypes.c_void_p).value]  # type: ignore[index]
+        _BY_INDEX[env or 0](host, args, results[0] if nresults else None)
+        _free_args(args, nargs)
+        return 0
+    except BaseException as exc:  # never unwind through wasm
+        err = wasmtime.WasmtimeError(f"host error in airssys:actor/host: {exc!r}")
+        return ctypes.cast(err._consume(), ctypes.c_void_p).value
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+def _finalize(env):  # type: ignore[no-untyped-def]
+    return None
+
+
+_LINKER: cm.Linker | None = None
+
+
+def linker(engine: wasmtime.Engine) -> cm.Linker:
+    """The linker that provides ``airssys:actor/host`` (built once per engine)."""
+    global _LINKER
+    if _LINKER is not None:
+        return _LINKER
+    link = cm.Linker(engine)
+    with link.root() as root:
+        with root.add_instance(TYPES_INTERFACE):
+            pass
+        with root.add_instance(HOST_INTERFACE) as host:
+            for index, name in enumerate(_IMPORTS):
+                encoded = name.encode()
+                err = ffi.wasmtime_component_linker_instance_add_func(
+                    host.ptr(), ctypes.create_string_buffer(encoded), len(encoded),
+                    _dispatch, index, _finalize,
+                )
+                if err:
+                    raise wasmtime.WasmtimeError._from_ptr(err)
+    _LINKER = link
+    return link

@@ -1,0 +1,264 @@
+"""One guest instance: a wasmtime store holding one instantiated component.
+
+Calls into the four exports go straight through wasmtime's C API with argument values
+prepared once per instance and updated in place (see ``_abi``): a ``handle`` call costs
+a handful of ctypes calls, not one Python object per byte. Every call runs with a fuel
+budget and an epoch deadline; a trap becomes :class:`GuestTrap` with the exit reason it
+means, an ``err`` result :class:`GuestError`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import byref
+
+import attrs
+import wasmtime
+from wasmtime import _ffi as ffi
+from wasmtime import component as cm
+
+from . import _abi
+from ._engine import TICK_SECONDS, engine_host
+from ._imports import HOSTS, HostApi, linker
+
+Val = _abi.Val
+_func_call = ffi.wasmtime_component_func_call
+_post_return = ffi.wasmtime_component_func_post_return
+_set_fuel = ffi.wasmtime_context_set_fuel
+_get_fuel = ffi.wasmtime_context_get_fuel
+_set_deadline = ffi.wasmtime_context_set_epoch_deadline
+
+KIND_NAMES = ("cast", "call", "reply", "failed", "down", "exit", "timer")
+_KIND_HAS_REF = (False, True, True, True, True, False, True)
+
+
+@attrs.frozen
+class Limits:
+    """Resource limits of one process; ``None`` means unlimited."""
+
+    fuel: int | None = 1_000_000_000
+    """Fuel (roughly wasm instructions) per call into the guest: reason ``out_of_fuel``."""
+    deadline: float | None = 5.0
+    """Wall-clock seconds per call into the guest: reason ``deadline``."""
+    memory: int | None = 256 << 20
+    """Bytes of linear memory per instance: growth past it fails."""
+    table_elements: int | None = 100_000
+    max_message: int = 1 << 20
+    """Largest message, in encoded bytes, it may send or receive."""
+
+
+class GuestError(Exception):
+    """The guest returned ``err(message)`` from an export."""
+
+
+class GuestTrap(Exception):
+    """The guest trapped; ``kind`` is the exit reason kind (trap, out_of_fuel, deadline,
+    memory_limit) and the message is wasmtime's trap text."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _classify(message: str) -> str:
+    lowered = message.lower()
+    if "all fuel consumed" in lowered:
+        return "out_of_fuel"
+    if "interrupt" in lowered:
+        return "deadline"
+    return "trap"
+
+
+def _trap_text(message: str) -> str:
+    # wasmtime appends a wasm backtrace; keep the first line, which names the trap.
+    first = message.strip().splitlines()
+    return first[0] if first else "trap"
+
+
+class GuestInstance:
+    """A live instance of a component. Not thread-safe: one call at a time."""
+
+    def __init__(self, component: cm.Component, host: HostApi, limits: Limits) -> None:
+        host_engine = engine_host()
+        self.limits = limits
+        self._store = store = wasmtime.Store(host_engine.engine)
+        store.set_limits(
+            memory_size=-1 if limits.memory is None else limits.memory,
+            table_elements=-1 if limits.table_elements is None else limits.table_elements,
+            instances=100,
+            tables=100,
+            memories=100,
+        )
+        self._context = store._context()
+        self._key = ctypes.cast(self._context, ctypes.c_void_p).value
+        HOSTS[self._key] = host
+        self.fuel_used = 0
+        self._closed = False
+        try:
+            self._arm()
+            instance = self._enter(lambda: linker(host_engine.engine).instantiate(store, component))
+        except BaseException:
+            self.close()
+            raise
+        self._funcs = {}
+        for name in ("init", "handle", "snapshot", "upgrade"):
+            func = instance.get_func(store, name)
+            assert func is not None, name  # checked against the world at load
+            self._funcs[name] = func._func
+        self._prepare_envelope()
+
+    # -- argument structures, built once -------------------------------------------------
+
+    def _prepare_envelope(self) -> None:
+        self._env = env = Val()
+        env.kind = _abi.K_RECORD
+        ffi.wasmtime_component_valrecord_new_uninit(byref(env.of.record), 3)
+        entries = env.of.record.data
+        for i, name in enumerate((b"kind", b"sender", b"payload")):
+            entries[i].name = _abi.new_name(name)
+        self._kind_val = kind = entries[0].val
+        kind.kind = _abi.K_VARIANT
+        self._kind_names = [_abi.new_name(n.encode()) for n in KIND_NAMES]
+        kind.of.variant.discriminant = self._kind_names[0]
+        kind.of.variant.val = None
+        self._ref_box = _abi.boxed_u64(0)
+        self._sender_val = entries[1].val
+        self._sender_val.kind = _abi.K_OPTION
+        self._sender_val.of.option = None
+        self._sender: str | None = None
+        self._payload_val = entries[2].val
+        _abi.set_bytes(self._payload_val, b"")
+        self._result = Val()
+
+    def _release_envelope(self) -> None:
+        kind = self._kind_val
+        # The discriminant names are ours, shared between calls: detach before freeing.
+        kind.of.variant.discriminant = _abi.new_name(b"cast")
+        kind.of.variant.val = None
+        for vec in self._kind_names:
+            ffi.wasm_byte_vec_delete(byref(vec))
+        ffi.wasmtime_component_val_free(self._ref_box)
+        _abi.free(self._env)
+
+    # -- calls ------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        limits = self.limits
+        ctx = self._context
+        if limits.fuel is not None:
+            _set_fuel(ctx, limits.fuel)
+        else:
+            _set_fuel(ctx, 2**63)
+        if limits.deadline is not None:
+            _set_deadline(ctx, max(1, int(limits.deadline / TICK_SECONDS) + 1))
+        else:
+            _set_deadline(ctx, 2**62)
+
+    def _account(self) -> None:
+        if self.limits.fuel is not None:
+            left = ctypes.c_uint64()
+            _get_fuel(self._context, byref(left))
+            self.fuel_used += self.limits.fuel - left.value
+
+    def _enter(self, thunk):  # type: ignore[no-untyped-def]
+        try:
+            return thunk()
+        except wasmtime.WasmtimeError as exc:
+            text = str(exc)
+            raise GuestTrap(_classify(text), _trap_text(text)) from None
+
+    def _call(self, name: str, args: ctypes.Array | None, nargs: int) -> Val:
+        if self._closed:
+            raise GuestTrap("trap", "instance is closed")
+        func = self._funcs[name]
+        self._arm()
+        result = self._result
+        err = _func_call(byref(func), self._context, args, nargs, byref(result), 1)
+        self._account()
+        if err:
+            text = str(wasmtime.WasmtimeError._from_ptr(err))
+            # A trapped instance may not be entered again.
+            self._closed = True
+            raise GuestTrap(_classify(text), _trap_text(text))
+        err = _post_return(byref(func), self._context)
+        if err:
+            self._closed = True
+            text = str(wasmtime.WasmtimeError._from_ptr(err))
+            raise GuestTrap(_classify(text), _trap_text(text))
+        return result
+
+    def _unit_or_error(self, result: Val) -> None:
+        try:
+            if result.of.result.is_ok:
+                return
+            message = _abi.get_string(result.of.result.val.contents)
+        finally:
+            _abi.free(result)
+        raise GuestError(message)
+
+    def init(self, args: bytes) -> None:
+        arg = Val()
+        _abi.set_bytes(arg, args)
+        try:
+            result = self._call("init", ctypes.pointer(arg), 1)
+        finally:
+            _abi.free(arg)
+        self._unit_or_error(result)
+
+    def handle(self, kind: int, ref: int, sender: str | None, payload: bytes) -> bytes | None:
+        """Call ``handle``; return the reply bytes for ``some``, None for ``none``."""
+        variant = self._kind_val.of.variant
+        variant.discriminant = self._kind_names[kind]
+        if _KIND_HAS_REF[kind]:
+            self._ref_box.contents.of.u64 = ref
+            variant.val = self._ref_box
+        else:
+            variant.val = None
+        if sender != self._sender:
+            option = self._sender_val
+            if option.of.option:
+                ffi.wasmtime_component_val_free(option.of.option)
+            option.of.option = None if sender is None else _abi.boxed_string(sender)
+            self._sender = sender
+        _abi.free_list(self._payload_val)
+        _abi.set_bytes(self._payload_val, payload)
+        try:
+            result = self._call("handle", byref(self._env), 1)
+        finally:
+            variant.val = None
+        try:
+            outcome = result.of.result
+            if outcome.is_ok:
+                option = outcome.val.contents.of.option
+                return _abi.get_bytes(option.contents) if option else None
+            message = _abi.get_string(outcome.val.contents)
+        finally:
+            _abi.free(result)
+        raise GuestError(message)
+
+    def snapshot(self) -> bytes:
+        result = self._call("snapshot", None, 0)
+        try:
+            return _abi.get_bytes(result)
+        finally:
+            _abi.free(result)
+
+    def upgrade(self, from_version: str, state: bytes) -> None:
+        args = (Val * 2)()
+        _abi.set_string(args[0], from_version)
+        _abi.set_bytes(args[1], state)
+        try:
+            result = self._call("upgrade", args, 2)
+        finally:
+            _abi.free(args[0])
+            _abi.free(args[1])
+        self._unit_or_error(result)
+
+    def close(self) -> None:
+        """Release the store; the instance cannot be called again."""
+        if getattr(self, "_env", None) is not None:
+            self._release_envelope()
+            self._env = None  # type: ignore[assignment]
+        self._closed = True
+        HOSTS.pop(self._key, None)
+        self._store = None  # type: ignore[assignment]

@@ -1,0 +1,122 @@
+"""A process's mailbox: a bounded FIFO for user messages and an unbounded lane for system
+messages (replies, DOWN, trapped exits, timers), which are taken first.
+
+System messages bypass the bound because each answers something the process itself set
+up (a request, a monitor, a link, a timer), so their number is bounded by its own
+actions, and dropping one would lose the answer. The queues are plain deques: nothing
+ever scans a mailbox (the Erlang lesson about large mailboxes).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import attrs
+import trio
+
+from ._errors import MailboxClosed, MailboxFull
+from ._message import Envelope
+
+
+@attrs.frozen
+class MailboxStatistics:
+    """A snapshot of a mailbox."""
+
+    depth: int
+    """User messages waiting."""
+    system_depth: int
+    """System messages waiting."""
+    capacity: int
+    senders_waiting: int
+    closed: bool
+
+
+class Mailbox:
+    """Bounded FIFO with backpressure. One receiver; any number of senders.
+
+    ``put_nowait`` raises :class:`MailboxFull` at the bound; ``put`` waits for room and is
+    a checkpoint. Order is FIFO per mailbox, so FIFO per sender.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._user: deque[Envelope] = deque()
+        self._system: deque[Envelope] = deque()
+        self._receiver = trio.lowlevel.ParkingLot()
+        self._senders = trio.lowlevel.ParkingLot()
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._user) + len(self._system)
+
+    def put_nowait(self, env: Envelope) -> None:
+        if self.closed:
+            raise MailboxClosed("mailbox is closed")
+        if len(self._user) >= self.capacity:
+            raise MailboxFull(f"mailbox is full ({self.capacity} messages)")
+        self._user.append(env)
+        if self._receiver:
+            self._receiver.unpark()
+
+    async def put(self, env: Envelope) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self.closed and len(self._user) >= self.capacity:
+            await self._senders.park()
+        self.put_nowait(env)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def put_system(self, env: Envelope) -> None:
+        if self.closed:
+            raise MailboxClosed("mailbox is closed")
+        self._system.append(env)
+        if self._receiver:
+            self._receiver.unpark()
+
+    def get_nowait(self) -> Envelope | None:
+        """The next message, system lane first, or None when empty."""
+        if self._system:
+            return self._system.popleft()
+        if self._user:
+            env = self._user.popleft()
+            if self._senders:
+                self._senders.unpark()
+            return env
+        return None
+
+    async def wait(self) -> None:
+        """Park until something arrives (returns at once if something is waiting)."""
+        if self._user or self._system:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._receiver.park()
+
+    def close(self) -> list[Envelope]:
+        """Refuse further messages, wake blocked senders, and return what was left."""
+        self.closed = True
+        left = list(self._system) + list(self._user)
+        self._system.clear()
+        self._user.clear()
+        self._senders.unpark_all()
+        self._receiver.unpark_all()
+        return left
+
+    def take_system(self) -> list[Envelope]:
+        """Remove and return the system lane (answers meant for an exited incarnation)."""
+        left = list(self._system)
+        self._system.clear()
+        return left
+
+    def reopen(self) -> None:
+        """Accept messages again (used when a restarted process adopts this mailbox)."""
+        self.closed = False
+
+    def statistics(self) -> MailboxStatistics:
+        return MailboxStatistics(
+            depth=len(self._user),
+            system_depth=len(self._system),
+            capacity=self.capacity,
+            senders_waiting=len(self._senders),
+            closed=self.closed,
+        )

@@ -1,0 +1,227 @@
+"""One process: a trio task that owns a mailbox and runs a behaviour (a WASM guest or a
+Python actor) one message at a time.
+
+The loop, in order:
+  1. take the next message, system lane first (replies, DOWN, trapped exits, timers);
+  2. hand it to the behaviour; for a ``call``, send the reply it returns (or remember the
+     call as deferred when it returns none);
+  3. exit when the behaviour asked to stop, or when handling failed.
+Exit signals are applied when they are delivered: a lethal one cancels the process's
+scope, so it takes effect at the process's next checkpoint even in the middle of an
+awaiting Python handler. ``_terminate`` then tells links and monitors, answers pending
+calls with the exit reason and records what is left as dead letters.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
+
+from ._codec import encode
+from ._errors import SpawnFailed
+from ._mailbox import Mailbox
+from ._message import Envelope, Kind
+from ._pid import Pid
+from ._reasons import KILLED, NORMAL, ExitReason
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+#: The process whose task is running, so that code inside a Python actor can call node
+#: functions (spawn with link, call) and be recognised as the sender.
+current_process: contextvars.ContextVar[Process | None] = contextvars.ContextVar(
+    "airssys_current_process", default=None
+)
+
+_CHECKPOINT_EVERY = 64
+
+
+class ProcessExit(Exception):
+    """Raised by a behaviour to end its process with ``reason``."""
+
+    def __init__(self, reason: ExitReason) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+class Behaviour(Protocol):
+    """What runs inside a process. ``init``/``handle`` may be coroutines when
+    ``is_async``; failures raise :class:`ProcessExit`."""
+
+    is_async: bool
+    component: str | None
+    version: str | None
+
+    def init(self, proc: Process, args: bytes) -> Any: ...
+    def handle(self, proc: Process, env: Envelope) -> Any: ...
+    def terminate(self, proc: Process, reason: ExitReason) -> None: ...
+    def info(self) -> dict[str, Any]: ...
+
+
+class Process:
+    """The runtime's record of one live process. Users hold pids, not these."""
+
+    def __init__(
+        self,
+        node: Node,
+        pid: Pid,
+        behaviour: Behaviour,
+        *,
+        name: str | None,
+        mailbox: Mailbox,
+        trap_exits: bool,
+        keep_mailbox: bool,
+        parent: Pid | None,
+    ) -> None:
+        self.node = node
+        self.pid = pid
+        self.behaviour = behaviour
+        self.name = name
+        self.mailbox = mailbox
+        self.trap_exits = trap_exits
+        self.keep_mailbox = keep_mailbox
+        self.parent = parent
+        self.links: set[Pid] = set()
+        self.monitors: dict[int, Pid] = {}
+        """Monitors this process holds: ref -> target."""
+        self.watchers: dict[int, Pid | None] = {}
+        """Monitors on this process: ref -> watcher (None: a watcher outside any process)."""
+        self.deferred: set[int] = set()
+        """Calls it handled without replying yet."""
+        self.requests: set[int] = set()
+        """Requests it made that are not answered yet."""
+        self.timers: set[int] = set()
+        self.children: set[Pid] = set()
+        self.current: Envelope | None = None
+        self.alive = True
+        self.started = False
+        self.exit_reason: ExitReason | None = None
+        self.stop_request: ExitReason | None = None
+        self.started_at = time.time()
+        self.messages_in = 0
+        self.messages_out = 0
+        self.handle_seconds = 0.0
+        self.done = trio.Event()
+        self._scope = trio.CancelScope()
+
+    def __repr__(self) -> str:
+        return f"<Process {self.pid} name={self.name!r}>"
+
+    # -- signals ----------------------------------------------------------------------
+
+    def die(self, reason: ExitReason) -> None:
+        """End this process with ``reason`` at its next checkpoint."""
+        if self.alive and self.exit_reason is None:
+            self.exit_reason = reason
+            self._scope.cancel()
+
+    def exit_signal(self, sender: Pid | None, reason: ExitReason, *, untrappable: bool = False) -> None:
+        """Apply an exit signal from ``sender`` (a link breaking, or ``Node.exit``)."""
+        if not self.alive:
+            return
+        if untrappable:
+            self.die(KILLED)
+        elif self.trap_exits:
+            self.mailbox.put_system(Envelope(Kind.EXIT, 0, sender, encode(reason.to_wire())))
+        elif reason != NORMAL or sender == self.pid:
+            self.die(reason)
+
+    # -- the task ---------------------------------------------------------------------
+
+    async def run(self, args: bytes, report_init_failure: bool, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        current_process.set(self)
+        reason = NORMAL
+        init_failed = False
+        try:
+            with self._scope:
+                try:
+                    result = self.behaviour.init(self, args)
+                    if self.behaviour.is_async:
+                        await result
+                except ProcessExit as exc:
+                    reason, init_failed = exc.reason, True
+                else:
+                    self.started = True
+                    self.node._on_started(self)
+                    task_status.started(self.pid)
+                    reason = await self._loop()
+            if self.exit_reason is not None:
+                reason = self.exit_reason
+                init_failed = not self.started
+        except BaseException as exc:
+            # The node is being torn down (or a bug): end this process, then let it go on.
+            reason = self.exit_reason or ExitReason("shutdown" if isinstance(exc, trio.Cancelled) else "error", None if isinstance(exc, trio.Cancelled) else repr(exc))
+            self._terminate(reason)
+            raise
+        self._terminate(reason)
+        if init_failed and report_init_failure:
+            raise SpawnFailed(reason)
+
+    async def _loop(self) -> ExitReason:
+        mailbox = self.mailbox
+        behaviour = self.behaviour
+        is_async = behaviour.is_async
+        node = self.node
+        clock = time.perf_counter
+        budget = 0
+        while True:
+            env = mailbox.get_nowait()
+            if env is None:
+                budget = 0
+                await mailbox.wait()
+                continue
+            self.current = env
+            started = clock()
+            try:
+                reply = behaviour.handle(self, env)
+                if is_async:
+                    reply = await reply
+            except ProcessExit as exc:
+                self.handle_seconds += clock() - started
+                return exc.reason
+            self.handle_seconds += clock() - started
+            self.current = None
+            self.messages_in += 1
+            if env.kind == Kind.CALL:
+                if reply is None:
+                    self.deferred.add(env.ref)
+                else:
+                    node._complete_call(env.ref, reply, self)
+            if self.stop_request is not None:
+                return self.stop_request
+            budget += 1
+            if budget >= _CHECKPOINT_EVERY:
+                budget = 0
+                await trio.lowlevel.checkpoint()
+
+    def _terminate(self, reason: ExitReason) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        self.exit_reason = reason
+        try:
+            self.behaviour.terminate(self, reason)
+        finally:
+            self.node._on_exit(self, reason)
+            self.done.set()
+
+    # -- introspection ----------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        stats = self.mailbox.statistics()
+        return {
+            "pid": str(self.pid),
+            "name": self.name,
+            "parent": None if self.parent is None else str(self.parent),
+            "mailbox": stats.depth + stats.system_depth,
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
+            "handle_seconds": self.handle_seconds,
+            "links": sorted(str(p) for p in self.links),
+            "trap_exits": self.trap_exits,
+            "started_at": self.started_at,
+            **self.behaviour.info(),
+        }

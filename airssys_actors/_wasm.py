@@ -1,0 +1,248 @@
+"""WASM processes: a loaded :class:`Component` and the behaviour that runs one guest
+instance per process, with the host functions it may call."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._capabilities import Capabilities
+from ._errors import InvalidComponent, MailboxFull, MessageTooLarge, NoSuchProcess, SpawnFailed
+from ._host._component import compile_component
+from ._host._imports import HostRefused
+from ._host._instance import GuestError, GuestInstance, GuestTrap, Limits
+from ._message import Envelope, Kind
+from ._reasons import ExitReason, parse
+
+if TYPE_CHECKING:
+    from wasmtime.component import Component as _Compiled
+
+    from ._node import Node
+    from ._process import Process
+
+log = logging.getLogger("airssys_actors.guest")
+
+
+@attrs.frozen(eq=False)
+class Component:
+    """A compiled component that implements ``airssys:actor/process``.
+
+    Load one with :meth:`load`; the same source is compiled once per Python process and
+    the compiled artifact is cached on disk, so a second run starts without compiling.
+    """
+
+    name: str
+    """What guests call it in ``spawn`` once registered on a node."""
+    version: str
+    """The label given at load time, or a short content hash."""
+    digest: str
+    """sha256 of the source bytes."""
+    source: str | None
+    """The file it came from, if any."""
+    _compiled: _Compiled = attrs.field(repr=False)
+
+    @classmethod
+    def load(cls, source: str | os.PathLike[str] | bytes, *, version: str | None = None, name: str | None = None) -> Component:
+        """Load a component from a ``.wat``/``.wasm`` path or from raw bytes.
+
+        Raises:
+            InvalidComponent: corrupt bytes, WAT that does not parse, a core module.
+            ComponentWorldMismatch: a valid component that does not implement the world.
+        """
+        path: str | None = None
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+        else:
+            path = os.fspath(source)
+            try:
+                data = Path(path).read_bytes()
+            except OSError as exc:
+                raise InvalidComponent(f"cannot read {path}: {exc.strerror}") from None
+        compiled, digest = compile_component(data)
+        if name is None:
+            name = Path(path).stem if path else f"component-{digest[:12]}"
+        return cls(name=name, version=version or digest[:12], digest=digest, source=path, compiled=compiled)
+
+
+class WasmBehaviour:
+    """Runs one guest instance of a component inside a process."""
+
+    is_async = False
+
+    def __init__(self, component: Component, limits: Limits, capabilities: Capabilities) -> None:
+        self.component_obj = component
+        self.component = component.name
+        self.version = component.version
+        self.limits = limits
+        self.capabilities = capabilities
+        self.instance: GuestInstance | None = None
+
+    def init(self, proc: Process, args: bytes) -> None:
+        from ._process import ProcessExit
+
+        if len(args) > self.limits.max_message:
+            raise ProcessExit(ExitReason("error", str(MessageTooLarge(len(args), self.limits.max_message))))
+        try:
+            self.instance = GuestInstance(self.component_obj._compiled, GuestHost(proc, self), self.limits)
+            self.instance.init(args)
+        except GuestError as exc:
+            raise ProcessExit(ExitReason("error", str(exc))) from None
+        except GuestTrap as exc:
+            raise ProcessExit(ExitReason(exc.kind, str(exc))) from None
+
+    def handle(self, proc: Process, env: Envelope) -> bytes | None:
+        from ._process import ProcessExit
+
+        instance = self.instance
+        assert instance is not None
+        sender = env.sender
+        try:
+            reply = instance.handle(env.kind, env.ref, None if sender is None else str(sender), env.payload)
+        except GuestError as exc:
+            raise ProcessExit(ExitReason("error", str(exc))) from None
+        except GuestTrap as exc:
+            raise ProcessExit(ExitReason(exc.kind, str(exc))) from None
+        if reply is not None and len(reply) > self.limits.max_message:
+            # Refused, not truncated: the caller gets the error, the process goes on.
+            proc.node._fail_call_with(env.ref, MessageTooLarge(len(reply), self.limits.max_message), proc)
+            proc.node._dead_letter(proc.pid, Envelope(Kind.REPLY, env.ref, proc.pid, reply[:0]), "reply_too_large")
+            return None
+        return reply
+
+    def snapshot(self) -> bytes:
+        assert self.instance is not None
+        return self.instance.snapshot()
+
+    def terminate(self, proc: Process, reason: ExitReason) -> None:
+        if self.instance is not None:
+            self.instance.close()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "version": self.version,
+            "kind": "wasm",
+            "fuel_used": None if self.instance is None else self.instance.fuel_used,
+        }
+
+
+class GuestHost:
+    """The host functions one guest calls, bound to its process (see ``wit/actor.wit``).
+
+    Every call that reaches another process is checked against the process's
+    capabilities; a denied call returns ``err`` and emits ``capability_denied``.
+    """
+
+    def __init__(self, proc: Process, behaviour: WasmBehaviour) -> None:
+        self.proc = proc
+        self.node = proc.node
+        self.behaviour = behaviour
+        self.caps = behaviour.capabilities
+        self.max_message = behaviour.limits.max_message
+        self._self_text = str(proc.pid)
+
+    def _deny(self, what: str, target: str) -> HostRefused:
+        proc = self.proc
+        self.node.events.emit(
+            "capability_denied", pid=proc.pid, name=proc.name, component=self.behaviour.component,
+            version=self.behaviour.version, data={"import": what, "target": target},
+        )
+        return HostRefused(f"denied: {what} {target}")
+
+    def _check_target(self, what: str, target: str) -> None:
+        if target == self._self_text or (self.proc.name is not None and target == self.proc.name):
+            return
+        if not self.caps.may_message(target):
+            raise self._deny(what, target)
+
+    def _check_size(self, payload: bytes) -> None:
+        if len(payload) > self.max_message:
+            raise HostRefused(str(MessageTooLarge(len(payload), self.max_message)))
+
+    def self_address(self) -> str:
+        return self._self_text
+
+    def send(self, to: str, payload: bytes) -> None:
+        self._check_target("send", to)
+        self._check_size(payload)
+        try:
+            self.node._deliver_nowait(to, Envelope(Kind.CAST, 0, self.proc.pid, payload))
+        except NoSuchProcess:
+            raise HostRefused(f"noproc: {to}") from None
+        except MailboxFull:
+            raise HostRefused(f"mailbox full: {to}") from None
+        self.proc.messages_out += 1
+
+    def request(self, to: str, payload: bytes, timeout_ms: int) -> int:
+        self._check_target("request", to)
+        self._check_size(payload)
+        try:
+            ref = self.node._request_from(self.proc, to, payload, timeout_ms / 1000.0)
+        except NoSuchProcess:
+            raise HostRefused(f"noproc: {to}") from None
+        except MailboxFull:
+            raise HostRefused(f"mailbox full: {to}") from None
+        self.proc.messages_out += 1
+        return ref
+
+    def send_after(self, to: str, payload: bytes, delay_ms: int) -> int:
+        if len(self.proc.timers) >= self.caps.timers:
+            raise self._deny("send-after", to)
+        self._check_target("send-after", to)
+        self._check_size(payload)
+        return self.node._send_after_bytes(self.proc, to, payload, delay_ms / 1000.0)
+
+    def cancel_timer(self, timer: int) -> bool:
+        if timer not in self.proc.timers:
+            return False
+        self.proc.timers.discard(timer)
+        return self.node.timers.cancel(timer)
+
+    def spawn(self, component: str, args: bytes) -> str:
+        proc = self.proc
+        if not self.caps.may_spawn(component) or len(proc.children) >= self.caps.max_children:
+            raise self._deny("spawn", component)
+        self._check_size(args)
+        try:
+            pid = self.node._spawn_from_guest(proc, component, args)
+        except (InvalidComponent, SpawnFailed, KeyError) as exc:
+            raise HostRefused(str(exc)) from None
+        return str(pid)
+
+    def link(self, target: str) -> None:
+        self._check_target("link", target)
+        self.node._link(self.proc, target)
+
+    def monitor(self, target: str) -> int:
+        self._check_target("monitor", target)
+        return self.node._monitor(self.proc, target)
+
+    def stop(self, reason: str) -> None:
+        self.proc.stop_request = parse(reason)
+
+    def log(self, level: str, message: str) -> None:
+        proc = self.proc
+        self.node.events.emit(
+            "log", pid=proc.pid, name=proc.name, component=self.behaviour.component,
+            version=self.behaviour.version, data={"level": level, "message": message[:4096]},
+        )
+        log.log(_LOG_LEVELS.get(level, logging.INFO), "%s %s", proc.pid, message[:4096])
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def reply(self, call: int, payload: bytes) -> None:
+        proc = self.proc
+        if call not in proc.deferred and not (proc.current is not None and proc.current.kind == Kind.CALL and proc.current.ref == call):
+            raise HostRefused(f"no call {call} to answer")
+        self._check_size(payload)
+        self.node._complete_call(call, payload, proc)
+
+
+_LOG_LEVELS = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
