@@ -3,7 +3,8 @@
 ``normal`` and ``shutdown`` end quietly: links ignore ``normal`` unless trapping, and
 supervisors treat both as a clean stop. ``killed`` cannot be trapped. ``error`` means the
 guest returned ``err`` from an export, ``trap`` that it trapped (the message is kept).
-The resource limits add ``out_of_fuel``, ``deadline`` and ``memory_limit``. A guest's
+The resource limits add ``out_of_fuel``, ``deadline``, ``memory_limit`` and
+``message_too_large`` (a guest returned more than can be copied out of it). A guest's
 ``stop(reason)`` with any other text gives an ``exit`` reason carrying that text.
 """
 
@@ -15,7 +16,7 @@ import attrs
 
 KINDS = (
     "normal", "shutdown", "killed", "noproc", "error", "trap", "exit",
-    "out_of_fuel", "deadline", "memory_limit", "noconnection",
+    "out_of_fuel", "deadline", "memory_limit", "message_too_large", "noconnection",
 )
 
 

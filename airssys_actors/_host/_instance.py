@@ -66,13 +66,20 @@ def _classify(message: str) -> str:
         return "out_of_fuel"
     if "interrupt" in lowered:
         return "deadline"
+    if "too much data is being copied" in lowered:
+        # wasmtime caps what one call may copy between host and guest (~2.8 MB as
+        # list<u8> values); a guest that returns more cannot be read back.
+        return "message_too_large"
     return "trap"
 
 
 def _trap_text(message: str) -> str:
-    # wasmtime appends a wasm backtrace; keep the first line, which names the trap.
-    first = message.strip().splitlines()
-    return first[0] if first else "trap"
+    """The line that names the trap, without wasmtime's backtrace."""
+    text = message.strip()
+    if "Caused by:" in text:
+        text = text.split("Caused by:", 1)[1].strip()
+    first = text.splitlines()[0].strip() if text else "trap"
+    return first.removeprefix("wasm trap: ")
 
 
 class GuestInstance:
