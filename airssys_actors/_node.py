@@ -182,7 +182,8 @@ class Node:
     def components(self) -> dict[str, Component]:
         return dict(self._components)
 
-    def _behaviour(self, component: ComponentLike, limits: Limits | None, capabilities: Capabilities | None) -> Any:
+    def _behaviour(self, component: ComponentLike, limits: Limits | None, capabilities: Capabilities | None,
+                   threaded: bool = False) -> Any:
         if isinstance(component, type) and issubclass(component, Actor):
             return PythonBehaviour(component, component.__name__)
         if isinstance(component, Actor):
@@ -197,7 +198,7 @@ class Node:
             component = Component.load(component)
         if not isinstance(component, Component):
             raise TypeError(f"cannot spawn {component!r}")
-        return WasmBehaviour(component, limits or self.limits, capabilities or Capabilities())
+        return WasmBehaviour(component, limits or self.limits, capabilities or Capabilities(), threaded=threaded)
 
     # -- spawning ---------------------------------------------------------------------
 
@@ -214,6 +215,7 @@ class Node:
         mailbox_capacity: int | None = None,
         limits: Limits | None = None,
         capabilities: Capabilities | None = None,
+        threaded: bool = False,
     ) -> Pid:
         """Start a process and return its pid once its ``init`` has succeeded.
 
@@ -222,6 +224,8 @@ class Node:
         ``link=True`` links it to the calling process (only from inside a process).
         ``mailbox="keep"`` keeps its name and queued messages when it exits, for a
         process started under the same name to take over (see :meth:`release_name`).
+        ``threaded=True`` runs a WASM guest's calls in a worker thread, so a long
+        handler does not hold the node and ``kill`` interrupts it.
 
         Raises:
             SpawnFailed: ``init`` returned an error or trapped (the reason says which).
@@ -234,7 +238,7 @@ class Node:
         if mailbox not in ("drop", "keep"):
             raise ValueError(f"mailbox must be 'drop' or 'keep', got {mailbox!r}")
         payload = encode(args, self.max_message)
-        behaviour = self._behaviour(component, limits, capabilities)
+        behaviour = self._behaviour(component, limits, capabilities, threaded)
         proc = self._make_process(behaviour, name, trap_exits, mailbox == "keep", mailbox_capacity, parent)
         if link and parent is not None:
             self._link_pair(parent, proc)

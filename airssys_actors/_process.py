@@ -124,6 +124,9 @@ class Process:
             return
         if untrappable:
             self.die(KILLED)
+            interrupt = getattr(self.behaviour, "interrupt", None)
+            if interrupt is not None:
+                interrupt()
         elif self.trap_exits:
             self.mailbox.put_system(Envelope(Kind.EXIT, 0, sender, encode(reason.to_wire())))
         elif reason != NORMAL or sender == self.pid:

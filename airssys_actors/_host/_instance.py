@@ -10,6 +10,7 @@ means, an ``err`` result :class:`GuestError`.
 from __future__ import annotations
 
 import ctypes
+import time
 from ctypes import byref
 
 import attrs
@@ -60,7 +61,41 @@ class GuestTrap(Exception):
         self.kind = kind
 
 
+_KILLED_MARK = "airssys: interrupted: killed"
+_DEADLINE_MARK = "airssys: interrupted: deadline"
+
+_DeadlineCallback = ctypes.CFUNCTYPE(
+    ctypes.c_size_t, ctypes.POINTER(ffi.wasmtime_context_t), ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint8),
+)
+#: Store context address -> the instance being watched by the deadline callback.
+_WATCHED: dict[int, GuestInstance] = {}
+
+
+@_DeadlineCallback
+def _on_epoch(context, env, delta, kind):  # type: ignore[no-untyped-def]
+    # Runs on the thread executing wasm, once per tick while an interruptible call runs.
+    instance = _WATCHED.get(ctypes.cast(context, ctypes.c_void_p).value)  # type: ignore[arg-type]
+    if instance is not None:
+        if instance.kill_requested:
+            return ctypes.cast(wasmtime.WasmtimeError(_KILLED_MARK)._consume(), ctypes.c_void_p).value
+        if instance.call_deadline is not None and time.monotonic() > instance.call_deadline:
+            return ctypes.cast(wasmtime.WasmtimeError(_DEADLINE_MARK)._consume(), ctypes.c_void_p).value
+    delta[0] = 1
+    kind[0] = 0  # continue
+    return 0
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+def _no_finalizer(env):  # type: ignore[no-untyped-def]
+    return None
+
+
 def _classify(message: str) -> str:
+    if _KILLED_MARK in message:
+        return "killed"
+    if _DEADLINE_MARK in message:
+        return "deadline"
     lowered = message.lower()
     if "all fuel consumed" in lowered:
         return "out_of_fuel"
@@ -76,6 +111,9 @@ def _classify(message: str) -> str:
 def _trap_text(message: str) -> str:
     """The line that names the trap, without wasmtime's backtrace."""
     text = message.strip()
+    for mark in (_KILLED_MARK, _DEADLINE_MARK):
+        if mark in text:
+            return mark.rsplit(": ", 1)[1]
     if "Caused by:" in text:
         text = text.split("Caused by:", 1)[1].strip()
     first = text.splitlines()[0].strip() if text else "trap"
@@ -83,9 +121,14 @@ def _trap_text(message: str) -> str:
 
 
 class GuestInstance:
-    """A live instance of a component. Not thread-safe: one call at a time."""
+    """A live instance of a component. Not thread-safe: one call at a time.
 
-    def __init__(self, component: cm.Component, host: HostApi, limits: Limits) -> None:
+    ``interruptible`` instances check, every epoch tick, whether :meth:`interrupt` was
+    called (from any thread) and trap with ``killed`` if so. That is how a call running
+    in a worker thread is stopped; inline calls are bounded by fuel and deadline only.
+    """
+
+    def __init__(self, component: cm.Component, host: HostApi, limits: Limits, *, interruptible: bool = False) -> None:
         host_engine = engine_host()
         self.limits = limits
         self._store = store = wasmtime.Store(host_engine.engine)
@@ -101,6 +144,12 @@ class GuestInstance:
         HOSTS[self._key] = host
         self.fuel_used = 0
         self._closed = False
+        self.interruptible = interruptible
+        self.kill_requested = False
+        self.call_deadline: float | None = None
+        if interruptible:
+            _WATCHED[self._key] = self
+            ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _on_epoch, None, _no_finalizer)
         try:
             self._arm()
             instance = self._enter(lambda: linker(host_engine.engine).instantiate(store, component))
@@ -156,7 +205,10 @@ class GuestInstance:
             _set_fuel(ctx, limits.fuel)
         else:
             _set_fuel(ctx, 2**63)
-        if limits.deadline is not None:
+        if self.interruptible:
+            self.call_deadline = None if limits.deadline is None else time.monotonic() + limits.deadline
+            _set_deadline(ctx, 1)
+        elif limits.deadline is not None:
             _set_deadline(ctx, max(1, int(limits.deadline / TICK_SECONDS) + 1))
         else:
             _set_deadline(ctx, 2**62)
@@ -261,6 +313,10 @@ class GuestInstance:
             _abi.free(args[1])
         self._unit_or_error(result)
 
+    def interrupt(self) -> None:
+        """Make a running (or the next) call trap with ``killed``; thread-safe."""
+        self.kill_requested = True
+
     def close(self) -> None:
         """Release the store; the instance cannot be called again."""
         if getattr(self, "_env", None) is not None:
@@ -268,4 +324,5 @@ class GuestInstance:
             self._env = None  # type: ignore[assignment]
         self._closed = True
         HOSTS.pop(self._key, None)
+        _WATCHED.pop(self._key, None)
         self._store = None  # type: ignore[assignment]

@@ -1,0 +1,126 @@
+"""Starting a tree, and the handle used to inspect and change a running supervisor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from airssys_actors import ExitReason, Node, Pid, SpawnFailed
+
+from ._server import SupervisorError, _ServerFactory, stash
+from ._spec import Child, Supervisor, check_child_specs
+
+
+@attrs.frozen
+class ChildInfo:
+    """One row of :meth:`SupervisorRef.which_children`."""
+
+    id: str
+    pid: Pid | None
+    type: str
+    """``worker`` or ``supervisor``."""
+    restart: str
+    name: str | None
+    component: str
+    version: str | None
+    restarts: int
+    last_reason: str | None
+
+
+@attrs.frozen
+class SupervisorRef:
+    """A running supervisor. Every method is a call to the supervisor process, so it is
+    served in order with the exits the supervisor handles."""
+
+    node: Node
+    pid: Pid
+    spec: Supervisor
+
+    async def _call(self, *op: Any, timeout: float = 60.0) -> Any:
+        status, value = await self.node.call(self.pid, list(op), timeout=timeout)
+        if status != "ok":
+            raise SupervisorError(value)
+        return value
+
+    async def which_children(self) -> list[ChildInfo]:
+        rows = await self._call("which_children")
+        return [ChildInfo(**{**row, "pid": None if row["pid"] is None else Pid.parse(row["pid"])}) for row in rows]
+
+    async def count_children(self) -> dict[str, int]:
+        """``specs``, ``active``, ``supervisors`` and ``workers``, as OTP counts them."""
+        return await self._call("count_children")
+
+    async def child_pid(self, child_id: str) -> Pid | None:
+        """The current pid of a child, or None while it is not running."""
+        text = await self._call("child_pid", child_id)
+        return None if text is None else Pid.parse(text)
+
+    async def child(self, child_id: str) -> SupervisorRef:
+        """A handle on a child that is itself a supervisor."""
+        spec = next((c for c in self.spec.children if c.id == child_id), None)
+        if not isinstance(spec, Supervisor):
+            raise SupervisorError(f"child {child_id!r} is not a supervisor")
+        pid = await self.child_pid(child_id)
+        if pid is None:
+            raise SupervisorError(f"child {child_id!r} is not running")
+        return SupervisorRef(self.node, pid, spec)
+
+    async def start_child(self, spec: Child | Supervisor | None = None, *, args: Any = None,
+                          name: str | None = None) -> Pid:
+        """Add a child. With ``simple_one_for_one``, pass ``args`` (merged into the
+        template's when both are maps) and optionally a ``name``; otherwise a spec."""
+        if self.spec.strategy == "simple_one_for_one":
+            if spec is not None:
+                raise SupervisorError("simple_one_for_one children come from the template: pass args")
+            token = stash((args, name))
+        else:
+            if spec is None:
+                raise SupervisorError("start_child needs a Child or Supervisor spec")
+            token = stash(spec)
+        return Pid.parse(await self._call("start_child", token))  # type: ignore[return-value]
+
+    async def terminate_child(self, child: str | Pid) -> None:
+        """Stop a child per its shutdown spec (it is not restarted). A dynamic or
+        temporary child is also deleted."""
+        await self._call("terminate_child", str(child))
+
+    async def restart_child(self, child_id: str) -> Pid:
+        """Start a terminated child again from its spec."""
+        return Pid.parse(await self._call("restart_child", child_id))  # type: ignore[return-value]
+
+    async def delete_child(self, child_id: str) -> None:
+        """Forget a terminated child's spec."""
+        await self._call("delete_child", child_id)
+
+    async def stop(self, timeout: float | None = None) -> ExitReason:
+        """Shut the tree down (children stop in reverse order) and return the exit reason."""
+        if self.node.is_alive(self.pid):
+            await self.node.exit(self.pid, "shutdown")
+        return await self.node.wait(self.pid)
+
+    async def wait(self) -> ExitReason:
+        """Wait until this supervisor exits (e.g. it gave up) and return why."""
+        return await self.node.wait(self.pid)
+
+    @property
+    def alive(self) -> bool:
+        return self.node.is_alive(self.pid)
+
+
+async def start(node: Node, tree: Supervisor) -> SupervisorRef:
+    """Start ``tree`` on ``node`` and return once every child has started.
+
+    Raises:
+        SupervisorError: a child failed to start (the message names it and the reason);
+            whatever had started is stopped again.
+    """
+    if not isinstance(tree, Supervisor):
+        raise TypeError("start() takes a Supervisor spec")
+    check_child_specs([tree])
+    try:
+        pid = await node.spawn(_ServerFactory(tree, None), name=tree.name)
+    except SpawnFailed as exc:
+        detail = exc.reason.detail or str(exc.reason)
+        raise SupervisorError(detail.removeprefix("SupervisorError: ")) from None
+    return SupervisorRef(node, pid, tree)

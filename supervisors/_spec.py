@@ -1,0 +1,157 @@
+"""Supervision tree specs: plain frozen values, checked when they are built.
+
+Every check names the spec, the field and the bad value (OTP's ``check_childspec``):
+past construction the runtime trusts the record.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import attrs
+
+from airssys_actors import Capabilities, Limits
+
+STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
+RESTARTS = ("permanent", "transient", "temporary")
+MAILBOX_MODES = ("keep", "drop")
+
+Shutdown = Union[float, int, str]
+"""Seconds to wait after asking to shut down, ``"brutal_kill"`` or ``"infinity"``."""
+
+
+class InvalidChildSpec(ValueError):
+    """A child or supervisor spec is wrong; ``field`` and ``value`` say where."""
+
+    def __init__(self, spec_id: object, field: str, value: object, problem: str) -> None:
+        self.spec_id = spec_id
+        self.field = field
+        self.value = value
+        super().__init__(f"invalid spec {spec_id!r}: {field}={value!r}: {problem}")
+
+
+def _check_id(spec_id: object) -> None:
+    if not isinstance(spec_id, str) or not spec_id:
+        raise InvalidChildSpec(spec_id, "id", spec_id, "must be a non-empty string")
+
+
+def _check_shutdown(spec_id: str, value: object) -> None:
+    if value in ("brutal_kill", "infinity"):
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise InvalidChildSpec(spec_id, "shutdown", value, "must be seconds >= 0, 'brutal_kill' or 'infinity'")
+
+
+def _check_in(spec_id: str, field: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InvalidChildSpec(spec_id, field, value, f"must be one of {', '.join(allowed)}")
+
+
+@attrs.frozen
+class Child:
+    """A worker: a process started from ``component`` with ``args``.
+
+    ``component`` is anything ``Node.spawn`` takes: a path to ``.wat``/``.wasm``, a
+    loaded ``Component``, a registered component name, or an ``Actor`` subclass.
+    """
+
+    id: str
+    component: Any
+    args: Any = None
+    restart: str = "permanent"
+    """``permanent`` (always restarted), ``transient`` (restarted unless it exits
+    normal/shutdown), ``temporary`` (never restarted)."""
+    shutdown: Shutdown = 5.0
+    name: str | None = None
+    """Registered name; kept across restarts, so senders that use it keep working."""
+    mailbox: str = "keep"
+    """``keep``: messages queued when it crashes go to its restarted instance; ``drop``:
+    they become dead letters."""
+    mailbox_capacity: int | None = None
+    limits: Limits | None = None
+    capabilities: Capabilities | None = None
+    trap_exits: bool = False
+    version: str | None = None
+    """Version label when ``component`` is a path (default: a content hash)."""
+    threaded: bool = False
+    """Run the guest's calls in a worker thread (see ``Node.spawn``)."""
+
+    def __attrs_post_init__(self) -> None:
+        _check_id(self.id)
+        _check_in(self.id, "restart", self.restart, RESTARTS)
+        _check_shutdown(self.id, self.shutdown)
+        _check_in(self.id, "mailbox", self.mailbox, MAILBOX_MODES)
+        if self.mailbox_capacity is not None and (not isinstance(self.mailbox_capacity, int) or self.mailbox_capacity < 1):
+            raise InvalidChildSpec(self.id, "mailbox_capacity", self.mailbox_capacity, "must be a positive integer")
+        if self.component is None:
+            raise InvalidChildSpec(self.id, "component", None, "is required")
+
+    @property
+    def is_supervisor(self) -> bool:
+        return False
+
+
+def _children(value: Any) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class Supervisor:
+    """A supervisor and its children, which may be supervisors themselves."""
+
+    id: str
+    strategy: str = "one_for_one"
+    max_restarts: int = 3
+    """More than this many restarts ..."""
+    within: float = 5.0
+    """... within this many seconds makes the supervisor give up (exit ``shutdown``)."""
+    children: tuple[Child | Supervisor, ...] = attrs.field(default=(), converter=_children)
+    restart: str = "permanent"
+    shutdown: Shutdown = "infinity"
+    name: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _check_id(self.id)
+        _check_in(self.id, "strategy", self.strategy, STRATEGIES)
+        if isinstance(self.max_restarts, bool) or not isinstance(self.max_restarts, int) or self.max_restarts < 0:
+            raise InvalidChildSpec(self.id, "max_restarts", self.max_restarts, "must be an integer >= 0")
+        if isinstance(self.within, bool) or not isinstance(self.within, (int, float)) or self.within <= 0:
+            raise InvalidChildSpec(self.id, "within", self.within, "must be seconds > 0")
+        _check_in(self.id, "restart", self.restart, RESTARTS)
+        _check_shutdown(self.id, self.shutdown)
+        seen: set[str] = set()
+        for child in self.children:
+            if not isinstance(child, (Child, Supervisor)):
+                raise InvalidChildSpec(self.id, "children", child, "each child must be a Child or a Supervisor")
+            if child.id in seen:
+                raise InvalidChildSpec(self.id, "children", child.id, "duplicate child id")
+            seen.add(child.id)
+        if self.strategy == "simple_one_for_one":
+            if len(self.children) != 1:
+                raise InvalidChildSpec(self.id, "children", len(self.children),
+                                       "simple_one_for_one takes exactly one template child")
+            if self.children[0].name is not None:
+                raise InvalidChildSpec(self.id, "children", self.children[0].name,
+                                       "a simple_one_for_one template cannot have a registered name (bad_combination)")
+
+    @property
+    def is_supervisor(self) -> bool:
+        return True
+
+
+def check_child_specs(specs: list[Child | Supervisor] | tuple[Child | Supervisor, ...]) -> None:
+    """Check a list of specs as a supervisor would (duplicate ids, registered names)."""
+    Supervisor("check", children=specs)
+    names: set[str] = set()
+
+    def walk(spec: Child | Supervisor) -> None:
+        if spec.name is not None:
+            if spec.name in names:
+                raise InvalidChildSpec(spec.id, "name", spec.name, "registered name used twice in the tree")
+            names.add(spec.name)
+        if isinstance(spec, Supervisor):
+            for child in spec.children:
+                walk(child)
+
+    for spec in specs:
+        walk(spec)
