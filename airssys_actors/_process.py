@@ -113,8 +113,9 @@ class Process:
     # -- signals ----------------------------------------------------------------------
 
     def die(self, reason: ExitReason) -> None:
-        """End this process with ``reason`` at its next checkpoint."""
-        if self.alive and self.exit_reason is None:
+        """End this process with ``reason`` at its next checkpoint. A kill overrides a
+        reason already pending (a process still finishing a handler after a shutdown)."""
+        if self.alive and (self.exit_reason is None or reason == KILLED):
             self.exit_reason = reason
             self._scope.cancel()
 

@@ -51,6 +51,7 @@ class ChildState:
     args: Any = None
     dynamic: bool = False
     last_reason: str | None = None
+    last_pid: Pid | None = None
 
     @property
     def id(self) -> str:
@@ -157,7 +158,7 @@ class SupervisorServer(Actor):
         state = self.by_pid.pop(sender, None)
         if state is None:
             return  # a child we terminated ourselves, or an unrelated link
-        state.pid = None
+        state.pid, state.last_pid = None, sender
         state.last_reason = str(reason)
         if not _should_restart(state.spec.restart, reason):
             self._forget(state, reason)
@@ -195,7 +196,7 @@ class SupervisorServer(Actor):
                 group = [s for s in group if s.spec.restart != "temporary" or s is failed]
             try:
                 for state in group:
-                    old = None if state.pid is None else str(state.pid)
+                    old = None if state.last_pid is None else str(state.last_pid)
                     if state.pid is None:
                         new = await self._start(state)
                         state.restarts += 1
@@ -235,7 +236,7 @@ class SupervisorServer(Actor):
         if pid is None:
             return
         self.by_pid.pop(pid, None)
-        state.pid = None
+        state.pid, state.last_pid = None, pid
         node = ctx.node
         shutdown = state.spec.shutdown
         try:
