@@ -28,7 +28,9 @@ from ._errors import (
     NoSuchProcess as NoSuchProcess,
     SpawnFailed as SpawnFailed,
     UnencodableMessage as UnencodableMessage,
+    UpgradeFailed as UpgradeFailed,
 )
+from ._codechange import CodeChange as CodeChange
 from ._events import Event as Event
 from ._events import Subscription as Subscription
 from ._host._instance import Limits as Limits
@@ -52,7 +54,7 @@ __all__ = [
     "NodeClosed", "NoSuchProcess", "SpawnFailed", "UnencodableMessage", "Event",
     "Subscription", "Limits", "MailboxStatistics", "Kind", "Message", "Node",
     "NodeStatistics", "Pid", "KILLED", "NOPROC", "NORMAL", "SHUTDOWN", "ExitReason",
-    "Component",
+    "Component", "UpgradeFailed", "CodeChange",
 ]
 
 

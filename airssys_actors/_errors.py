@@ -91,5 +91,20 @@ class SpawnFailed(ActorError):
         super().__init__(f"process failed to start: {reason}")
 
 
+class UpgradeFailed(ActorError):
+    """A code change did not happen; the process named by ``process`` still runs its old
+    version with its state untouched (unless ``cause`` says the old version itself
+    crashed). ``cause`` is a short tag (``error``, ``trap``, ``out_of_fuel``,
+    ``deadline``, ``noproc``, ``not_wasm``, ``probe_failed``...), ``detail`` the text.
+    A supervised change also carries its ``report``."""
+
+    def __init__(self, process: object, cause: str, detail: str, report: object = None) -> None:
+        self.process = process
+        self.cause = cause
+        self.detail = detail
+        self.report = report
+        super().__init__(f"upgrade of {process} failed ({cause}): {detail}")
+
+
 class NodeClosed(ActorError):
     """The node is shutting down or has stopped; it starts nothing new."""

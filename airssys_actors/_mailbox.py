@@ -92,6 +92,10 @@ class Mailbox:
             return
         await self._receiver.park()
 
+    def wake(self) -> None:
+        """Wake a receiver parked in :meth:`wait` even though nothing arrived."""
+        self._receiver.unpark_all()
+
     def close(self) -> list[Envelope]:
         """Refuse further messages, wake blocked senders, and return what was left."""
         self.closed = True

@@ -20,6 +20,8 @@ import trio
 
 from ._actor import Actor, PythonBehaviour
 from ._capabilities import Capabilities
+from ._codechange import CodeChange
+from ._codechange import prepare as prepare_code_change
 from ._codec import encode
 from ._deadletters import DeadLetter, DeadLetters
 from ._errors import (
@@ -29,6 +31,7 @@ from ._errors import (
     MailboxClosed,
     NodeClosed,
     NoSuchProcess,
+    UpgradeFailed,
 )
 from ._events import EventBus, Subscription
 from ._host._engine import engine_host
@@ -694,6 +697,37 @@ class Node:
     def exit_reason(self, pid: Pid) -> ExitReason | None:
         """The reason a recently exited process ended with, or None if alive/unknown."""
         return self._exits.get(pid)
+
+    # -- code change ------------------------------------------------------------------
+
+    async def suspend(self, pid: Pid | str) -> None:
+        """Return once ``pid`` is between two messages; it takes none until
+        :meth:`resume`. Messages sent meanwhile queue (within the mailbox bound), so
+        senders may wait. Raises NoSuchProcess if it is not alive (or dies meanwhile)."""
+        proc = self._resolve(pid)
+        if proc is None or not proc.alive:
+            raise NoSuchProcess(pid)
+        await proc.suspend()
+        if not proc.alive:
+            raise NoSuchProcess(pid)
+
+    def resume(self, pid: Pid | str) -> None:
+        """Let a suspended process take messages again (no-op if it has exited)."""
+        proc = self._resolve(pid)
+        if proc is not None:
+            proc.resume()
+
+    def prepare_code_change(self, pid: Pid | str, component: Component) -> CodeChange:
+        """Migrate a suspended WASM process's state into a new instance of ``component``
+        (its ``snapshot``, then the new one's ``upgrade``); commit or roll back the result.
+
+        Raises:
+            UpgradeFailed: naming the process and the cause; the old version still runs.
+        """
+        proc = self._resolve(pid)
+        if proc is None:
+            raise UpgradeFailed(str(pid), "noproc", "no such process")
+        return prepare_code_change(proc, component)
 
     # -- introspection ----------------------------------------------------------------
 

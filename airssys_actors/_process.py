@@ -106,6 +106,10 @@ class Process:
         self.handle_seconds = 0.0
         self.done = trio.Event()
         self._scope = trio.CancelScope()
+        self.suspended = False
+        self._suspend_requested = False
+        self._idle = trio.Event()
+        self._resumed = trio.Event()
 
     def __repr__(self) -> str:
         return f"<Process {self.pid} name={self.name!r}>"
@@ -172,6 +176,14 @@ class Process:
         clock = time.perf_counter
         budget = 0
         while True:
+            if self._suspend_requested:
+                # Between two messages: acknowledge the suspension and wait. New
+                # messages queue meanwhile (within the mailbox bound).
+                self.suspended = True
+                self._idle.set()
+                await self._resumed.wait()
+                self.suspended = False
+                continue
             env = mailbox.get_nowait()
             if env is None:
                 budget = 0
@@ -212,6 +224,30 @@ class Process:
             self.node._on_exit(self, reason)
             self.done.set()
 
+    # -- suspension (for code change) ---------------------------------------------------
+
+    async def suspend(self) -> None:
+        """Return once the process is between two messages and takes no more until
+        :meth:`resume`. The message it is handling finishes first."""
+        if self._suspend_requested:
+            raise RuntimeError(f"{self.pid} is already suspended")
+        self._suspend_requested = True
+        self._idle = trio.Event()
+        self._resumed = trio.Event()
+        self.mailbox.wake()
+        async with trio.open_nursery() as nursery:
+            async def until_done() -> None:
+                await self.done.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(until_done)
+            await self._idle.wait()
+            nursery.cancel_scope.cancel()
+
+    def resume(self) -> None:
+        self._suspend_requested = False
+        self._resumed.set()
+
     # -- introspection ----------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
@@ -226,6 +262,7 @@ class Process:
             "handle_seconds": self.handle_seconds,
             "links": sorted(str(p) for p in self.links),
             "trap_exits": self.trap_exits,
+            "suspended": self.suspended,
             "started_at": self.started_at,
             **self.behaviour.info(),
         }

@@ -14,10 +14,11 @@ from ._errors import (
     NoSuchProcess as NoSuchProcess,
     SpawnFailed as SpawnFailed,
     UnencodableMessage as UnencodableMessage,
+    UpgradeFailed as UpgradeFailed,
 )
 
 __all__ = [
     "ActorError", "CallFailed", "CallTimeout", "ComponentWorldMismatch", "InvalidComponent",
     "MailboxClosed", "MailboxFull", "MessageTooLarge", "NameTaken", "NodeClosed",
-    "NoSuchProcess", "SpawnFailed", "UnencodableMessage",
+    "NoSuchProcess", "SpawnFailed", "UnencodableMessage", "UpgradeFailed",
 ]

@@ -59,7 +59,7 @@ SIZES: dict[str, dict[str, int]] = {
         "raw_call": 30_000,
         "raw_instantiate": 1_000,
         "msgpack": 100_000,
-        "task_spawn": 5_000,
+        "task_spawn": 1_000,  # as many live tasks as "spawn" has live processes
         "stock_call": 400,
         "stock_instantiate": 500,
         "spawn": 1_000,
@@ -78,7 +78,7 @@ SIZES: dict[str, dict[str, int]] = {
         "raw_call": 2_000,
         "raw_instantiate": 100,
         "msgpack": 5_000,
-        "task_spawn": 300,
+        "task_spawn": 100,
         "stock_call": 30,
         "stock_instantiate": 30,
         "spawn": 100,
@@ -105,6 +105,14 @@ def pin_to_one_core() -> dict[str, Any]:
     try:
         allowed = sorted(os.sched_getaffinity(0))
         cpu = 0 if 0 in allowed else allowed[0]
+        if len(allowed) > 1:
+            # The machine is shared: take the CPU that was idlest just now.
+            try:
+                busy = _cpu_busy()
+                info["cpu_busy_before"] = busy
+                cpu = min(allowed, key=lambda c: (busy.get(c, 1.0), c))
+            except OSError:
+                pass
         os.sched_setaffinity(0, {cpu})
         now = os.sched_getaffinity(0)
         info.update(pinned=now == {cpu}, cpu=cpu, affinity_before=allowed, affinity_after=sorted(now))
@@ -113,16 +121,73 @@ def pin_to_one_core() -> dict[str, Any]:
     return info
 
 
+def _cpu_busy(seconds: float = 0.3) -> dict[int, float]:
+    """Fraction of time each CPU was busy over ``seconds`` (from /proc/stat)."""
+
+    def sample() -> dict[int, tuple[int, int]]:
+        out = {}
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu") and line[3].isdigit():
+                    name, *fields = line.split()
+                    values = [int(v) for v in fields]
+                    idle = values[3] + values[4]
+                    out[int(name[3:])] = (sum(values) - idle, sum(values))
+        return out
+
+    a = sample()
+    time.sleep(seconds)
+    b = sample()
+    return {cpu: (b[cpu][0] - a[cpu][0]) / max(1, b[cpu][1] - a[cpu][1]) for cpu in a if cpu in b}
+
+
+def _sched_wait_ns() -> int | None:
+    """Nanoseconds this (main) thread has spent runnable but waiting for a CPU."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+#: figure -> how much of its wall time this process spent waiting for the CPU (others'
+#: load on the pinned core) and what share of a CPU it got.
+CONTENTION: dict[str, dict[str, float | None]] = {}
+
+
+class contention:
+    """``with contention("figure"):`` records run-queue wait and CPU share of a block."""
+
+    def __init__(self, figure: str) -> None:
+        self.figure = figure
+
+    def __enter__(self) -> contention:
+        self.wall, self.cpu, self.wait = clock(), time.process_time(), _sched_wait_ns()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = clock() - self.wall
+        cpu = time.process_time() - self.cpu
+        wait = _sched_wait_ns()
+        CONTENTION[self.figure] = {
+            "wall_seconds": wall,
+            "cpu_share": cpu / wall if wall > 0 else None,
+            "runqueue_wait_fraction": None if wait is None or self.wait is None or wall <= 0
+            else (wait - self.wait) / 1e9 / wall,
+        }
+
+
 def summarize(runs: list[float], unit: str, **extra: Any) -> dict[str, Any]:
     return {"median": statistics.median(runs), "runs": runs, "min": min(runs), "max": max(runs),
             "unit": unit, **extra}
 
 
-def repeat(fn: Callable[[], float], repeats: int) -> list[float]:
+def repeat(fn: Callable[[], float], repeats: int, figure: str | None = None) -> list[float]:
     runs = []
-    for _ in range(repeats):
-        gc.collect()
-        runs.append(fn())
+    with contention(figure or "?"):
+        for _ in range(repeats):
+            gc.collect()
+            runs.append(fn())
     return runs
 
 
@@ -276,17 +341,20 @@ def run_trio_floors(size: dict[str, int]) -> dict[str, Any]:
         return lambda: trio.run(trio_hop, n, buffer)
 
     trio.run(trio_hop, size["hop"] // 10, 0)  # warm-up
-    out["trio_hop_buffer0_us"] = summarize(repeat(hop(0, size["hop"]), reps), "us",
+    out["trio_hop_buffer0_us"] = summarize(repeat(hop(0, size["hop"]), reps, "trio_hop_buffer0_us"), "us",
                                            what="one await send + receive, unbuffered channel")
-    out["trio_hop_bufferN_us"] = summarize(repeat(hop(cap, size["hop"]), reps), "us",
+    out["trio_hop_bufferN_us"] = summarize(repeat(hop(cap, size["hop"]), reps, "trio_hop_bufferN_us"), "us",
                                            what=f"one await send + receive, channel buffer {cap}",
                                            buffer=cap)
 
     trio.run(trio_roundtrip, size["roundtrip"] // 10)
     p50s, p99s, p999s, means = [], [], [], []
-    for _ in range(reps):
-        gc.collect()
-        samples = sorted(trio.run(trio_roundtrip, size["roundtrip"]))
+    with contention("trio_roundtrip_us"):
+        samples_runs = []
+        for _ in range(reps):
+            gc.collect()
+            samples_runs.append(sorted(trio.run(trio_roundtrip, size["roundtrip"])))
+    for samples in samples_runs:
         p50s.append(percentile(samples, 0.50))
         p99s.append(percentile(samples, 0.99))
         p999s.append(percentile(samples, 0.999))
@@ -297,11 +365,11 @@ def run_trio_floors(size: dict[str, int]) -> dict[str, Any]:
 
     trio.run(trio_task_spawn, size["task_spawn"] // 10, cap, False)
     out["trio_task_spawn_us"] = summarize(
-        repeat(lambda: trio.run(trio_task_spawn, size["task_spawn"], cap, False), reps), "us",
+        repeat(lambda: trio.run(trio_task_spawn, size["task_spawn"], cap, False), reps, "trio_task_spawn_us"), "us",
         what="start_soon + checkpoint of a task that opens its own channel and waits on it")
     trio.run(trio_task_spawn, size["task_spawn"] // 10, cap, True)
     out["trio_task_start_us"] = summarize(
-        repeat(lambda: trio.run(trio_task_spawn, size["task_spawn"], cap, True), reps), "us",
+        repeat(lambda: trio.run(trio_task_spawn, size["task_spawn"], cap, True), reps, "trio_task_start_us"), "us",
         what="same with nursery.start + task_status.started, as Node.spawn does (informational)")
     return out
 
@@ -448,32 +516,32 @@ def run_host_floors(size: dict[str, int]) -> dict[str, Any]:
     assert instance.handle(1, 7, None, PAYLOAD) == PAYLOAD
     try:
         out["raw_call_cast_us"] = summarize(
-            repeat(lambda: raw_call(instance, 0, size["raw_call"]), reps), "us",
+            repeat(lambda: raw_call(instance, 0, size["raw_call"]), reps, "raw_call_cast_us"), "us",
             what="GuestInstance.handle(cast, 32-byte payload) on echo: no reply")
         out["raw_call_call_us"] = summarize(
-            repeat(lambda: raw_call(instance, 1, size["raw_call"]), reps), "us",
+            repeat(lambda: raw_call(instance, 1, size["raw_call"]), reps, "raw_call_call_us"), "us",
             what="GuestInstance.handle(call, 32-byte payload) on echo: 32-byte reply")
     finally:
         instance.close()
     out["raw_instantiate_us"] = summarize(
-        repeat(lambda: raw_instantiate(compiled, size["raw_instantiate"], False), reps), "us",
+        repeat(lambda: raw_instantiate(compiled, size["raw_instantiate"], False), reps, "raw_instantiate_us"), "us",
         what="new GuestInstance (store, limits, instantiate, exports, envelope) + close")
     out["raw_instantiate_init_us"] = summarize(
-        repeat(lambda: raw_instantiate(compiled, size["raw_instantiate"], True), reps), "us",
+        repeat(lambda: raw_instantiate(compiled, size["raw_instantiate"], True), reps, "raw_instantiate_init_us"), "us",
         what="new GuestInstance + init + close (informational)")
     out["msgpack_us"] = summarize(
-        repeat(lambda: msgpack_roundtrip(size["msgpack"]), reps), "us",
+        repeat(lambda: msgpack_roundtrip(size["msgpack"]), reps, "msgpack_us"), "us",
         what="airssys encode + decode of a small dict")
     out["msgpack_raw_us"] = summarize(
-        repeat(lambda: msgpack_raw_roundtrip(size["msgpack"]), reps), "us",
+        repeat(lambda: msgpack_raw_roundtrip(size["msgpack"]), reps, "msgpack_raw_us"), "us",
         what="msgpack.packb + unpackb of the same dict, no wrapper (informational)")
 
     stock = _Stock(compiled)
     out["stock_call_us"] = summarize(
-        repeat(lambda: stock_call(stock, size["stock_call"]), reps), "us",
+        repeat(lambda: stock_call(stock, size["stock_call"]), reps, "stock_call_us"), "us",
         what="wasmtime-py Func.__call__(handle, call, 32 bytes) + post_return (reference)")
     out["stock_instantiate_us"] = summarize(
-        repeat(lambda: stock_instantiate(stock, size["stock_instantiate"]), reps), "us",
+        repeat(lambda: stock_instantiate(stock, size["stock_instantiate"]), reps, "stock_instantiate_us"), "us",
         what="wasmtime-py new Store + Linker.instantiate (reference)")
     return out
 
@@ -625,32 +693,39 @@ def run_runtime(size: dict[str, int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     out["spawn_us"] = summarize(
-        repeat(lambda: trio.run(bench_spawn, echo, size["spawn"], cap), reps), "us",
+        repeat(lambda: trio.run(bench_spawn, echo, size["spawn"], cap), reps, "spawn_us"), "us",
         what=f"await node.spawn(echo), {size['spawn']} in a row on one node, per spawn",
         n=size["spawn"])
 
     out["spawn_gc_off_us"] = summarize(
-        repeat(lambda: trio.run(bench_spawn, echo, size["spawn"], cap, True), reps), "us",
+        repeat(lambda: trio.run(bench_spawn, echo, size["spawn"], cap, True), reps, "spawn_gc_off_us"), "us",
         what="same with the cyclic GC disabled while timing (informational)", n=size["spawn"])
 
+    with contention("send_1to1_msgs_per_s"):
+        runs = trio.run(bench_send, echo, size["send"], reps, cap)
     out["send_1to1_msgs_per_s"] = summarize(
-        trio.run(bench_send, echo, size["send"], reps, cap), "msg/s",
+        runs, "msg/s",
         what=f"{size['send']} x await node.send(pid, 32-byte msg) + 1 call, one echo guest",
         n=size["send"])
 
+    with contention("send_nowait_1to1_msgs_per_s"):
+        runs = trio.run(bench_send_nowait, echo, size["send"], reps, cap)
     out["send_nowait_1to1_msgs_per_s"] = summarize(
-        trio.run(bench_send_nowait, echo, size["send"], reps, cap), "msg/s",
+        runs, "msg/s",
         what=f"{size['send']} x node.send_nowait (yield only when full) + 1 call (informational)",
         n=size["send"])
 
     s, m = size["fanin_senders"], size["fanin_guests"]
+    with contention("send_NtoM_msgs_per_s"):
+        runs = trio.run(bench_fanin, echo, s, m, size["fanin_messages"], reps, cap)
     out["send_NtoM_msgs_per_s"] = summarize(
-        trio.run(bench_fanin, echo, s, m, size["fanin_messages"], reps, cap), "msg/s",
+        runs, "msg/s",
         what=f"{s} sender tasks -> {m} echo guests, round-robin, then 1 call each",
         senders=s, guests=m, n=size["fanin_messages"])
 
     for key, raw in (("call_us", False), ("call_bytes_us", True)):
-        runs = trio.run(bench_call, echo, size["calls"], reps, cap, raw)
+        with contention(key):
+            runs = trio.run(bench_call, echo, size["calls"], reps, cap, raw)
         p50, p99, p999, mean = [], [], [], []
         for samples in runs:
             samples.sort()
@@ -670,11 +745,34 @@ def run_runtime(size: dict[str, int]) -> dict[str, Any]:
 # -- many processes (in a child process, for a clean memory baseline) --------------------
 
 
+class _GcPauses:
+    """Collections of the cyclic GC and their pauses, per generation, while installed."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = clock()
+        else:
+            self.pauses[info["generation"]].append((clock() - self._start) * 1e6)
+
+    def take(self) -> dict[str, Any]:
+        out = {f"gen{g}": {"count": len(v), "total_us": sum(v), "max_us": max(v, default=0.0)}
+               for g, v in self.pauses.items()}
+        for v in self.pauses.values():
+            v.clear()
+        return out
+
+
 async def _many(n: int, capacity: int) -> dict[str, Any]:
     from airssys_actors import Node
 
     echo = load_echo()
     result: dict[str, Any] = {"n": n}
+    pauses = _GcPauses()
+    gc.callbacks.append(pauses)
     async with Node(mailbox_capacity=capacity, shutdown_timeout=30.0) as node:
         # One process first, so that one-time costs (ticker thread, first instance,
         # code paths) are in the baseline, not spread over the N.
@@ -687,7 +785,9 @@ async def _many(n: int, capacity: int) -> dict[str, Any]:
         for _ in range(n):
             pids.append(await node.spawn(echo))
         result["spawn_seconds"] = clock() - start
+        result["gc_during_spawn"] = pauses.take()
         gc.collect()
+        pauses.take()
         after = read_status()
         start = clock()
         answered = 0
@@ -698,6 +798,7 @@ async def _many(n: int, capacity: int) -> dict[str, Any]:
                 answered += 1
             samples.append((clock() - t) * 1e6)
         result["call_all_seconds"] = clock() - start
+        result["gc_during_calls"] = pauses.take()
         samples.sort()
         result["call_us"] = {"p50": percentile(samples, 0.5), "p99": percentile(samples, 0.99),
                              "p999": percentile(samples, 0.999), "max": samples[-1]}
@@ -718,6 +819,7 @@ async def _many(n: int, capacity: int) -> dict[str, Any]:
         result["status_after_calls"] = read_status()
         start = clock()
     result["shutdown_seconds"] = clock() - start
+    gc.callbacks.remove(pauses)
     for key in ("VmRSS", "VmSize", "RssAnon"):
         if key in before and key in after:
             result[f"{key}_delta_bytes"] = after[key] - before[key]
@@ -725,10 +827,12 @@ async def _many(n: int, capacity: int) -> dict[str, Any]:
     return result
 
 
-def run_many_child(n: int, capacity: int) -> None:
-    pin = pin_to_one_core()
-    out = trio.run(_many, n, capacity)
-    out["pin"] = pin
+def run_many_child(n: int, capacity: int, pin: bool) -> None:
+    info = pin_to_one_core() if pin else {"requested": False, "pinned": False, "cpu": None}
+    with contention("processes"):
+        out = trio.run(_many, n, capacity)
+    out["pin"] = info
+    out["contention"] = CONTENTION["processes"]
     sys.stdout.write(json.dumps(out))
 
 
@@ -742,6 +846,7 @@ def run_many(size: dict[str, int], pin: bool) -> dict[str, Any]:
         raise RuntimeError(f"memory child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     result = json.loads(proc.stdout)
     result["command"] = shlex.join(cmd)
+    CONTENTION["processes"] = result.get("contention", {})
     return result
 
 
@@ -750,6 +855,11 @@ def run_many(size: dict[str, int], pin: bool) -> dict[str, Any]:
 
 def fmt_us(v: float) -> str:
     return f"{v:,.2f} µs"
+
+
+def fmt_wait(v: float | None) -> str:
+    """Share of a measurement's wall time spent waiting for the CPU (others' load)."""
+    return "-" if v is None else f"{v * 100:.1f}%"
 
 
 def fmt_rate(v: float) -> str:
@@ -766,9 +876,14 @@ def build_targets(floors: dict[str, Any], runtime: dict[str, Any], many: dict[st
     f = {k: v["median"] for k, v in floors.items()}
     rows: list[dict[str, Any]] = []
 
+    def wait_of(key: str) -> float | None:
+        figure = "processes" if key.startswith("processes") else key.split(".")[0]
+        return (CONTENTION.get(figure) or {}).get("runqueue_wait_fraction")
+
     def row(figure: str, measured: float, floor: float, ratio: float, target: str,
             ok: bool | None, fmt: Callable[[float], str], floor_is: str, key: str) -> None:
         rows.append({
+            "cpu_wait": wait_of(key),
             "figure": figure, "key": key, "measured": measured, "floor": floor, "ratio": ratio,
             "target": target, "status": "n/a" if ok is None else ("PASS" if ok else "MISS"),
             "measured_text": fmt(measured), "floor_text": fmt(floor), "floor_is": floor_is,
@@ -821,6 +936,7 @@ def build_targets(floors: dict[str, Any], runtime: dict[str, Any], many: dict[st
     fits = many["answered"] == n and many["alive"] == n
     rss = many.get("VmRSS_per_process_bytes", float("nan"))
     rows.append({
+        "cpu_wait": wait_of("processes"),
         "figure": f"{n:,} live echo processes", "key": "processes",
         "measured": rss, "floor": None, "ratio": None,
         "target": f"{TARGET_PROCESSES:,} fit",
@@ -833,22 +949,23 @@ def build_targets(floors: dict[str, Any], runtime: dict[str, Any], many: dict[st
     return rows
 
 
-def floor_rows(floors: dict[str, Any]) -> list[tuple[str, str, str]]:
+def floor_rows(floors: dict[str, Any], waits: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows = []
     for key, v in floors.items():
-        text = fmt_us(v["median"])
         spread = f"{fmt_us(v['min'])} .. {fmt_us(v['max'])}"
-        rows.append((key, text, spread + "  " + v.get("what", "")))
+        wait = fmt_wait((waits.get(key) or {}).get("runqueue_wait_fraction"))
+        rows.append((key, fmt_us(v["median"]), f"{spread}  (cpu wait {wait})  {v.get('what', '')}"))
     return rows
 
 
 def render(report: dict[str, Any]) -> str:
     targets = report["targets"]
-    headers = ["figure", "measured", "floor", "ratio", "target", "status"]
+    headers = ["figure", "measured", "floor", "ratio", "target", "cpu wait", "status"]
     body = [[t["figure"], t["measured_text"], t["floor_text"],
-             "-" if t["ratio"] is None else f"{t['ratio']:.2f}x", t["target"], t["status"]]
+             "-" if t["ratio"] is None else f"{t['ratio']:.2f}x", t["target"], fmt_wait(t.get("cpu_wait")),
+             t["status"]]
             for t in targets]
-    floors = floor_rows(report["floors"])
+    floors = floor_rows(report["floors"], report.get("contention", {}))
     pin = report["pin"]
     title = (f"airssys-actors core benchmarks ({report['size']}), {report['date']}, "
              f"{report['machine']['cpu_count']} CPUs, pinned to one core: "
@@ -865,7 +982,7 @@ def render(report: dict[str, Any]) -> str:
         console = Console(file=buf, width=140)
         table = Table(title=title)
         for h in headers:
-            table.add_column(h, justify="right" if h in ("measured", "floor", "ratio") else "left")
+            table.add_column(h, justify="right" if h in ("measured", "floor", "ratio", "cpu wait") else "left")
         for r in body:
             style = {"PASS": "green", "MISS": "red"}.get(r[-1])
             table.add_row(*r[:-1], f"[{style}]{r[-1]}[/]" if style else r[-1])
@@ -889,7 +1006,7 @@ def render(report: dict[str, Any]) -> str:
         return lines
 
     lines = [title, ""]
-    lines += aligned([headers] + body, {1, 2, 3})
+    lines += aligned([headers] + body, {1, 2, 3, 5})
     lines += ["", "floors (medians)", ""]
     lines += aligned([["floor", "median", "min .. max, what"]] + [list(r) for r in floors], {1})
     return "\n".join(lines) + "\n"
@@ -905,16 +1022,19 @@ def markdown(report: dict[str, Any]) -> str:
         f"trio {m['trio']}, msgpack {m['msgpack']}; pinned to one core: "
         f"{'yes (cpu %s)' % pin['cpu'] if pin.get('pinned') else 'no'}. Medians of {report['sizes']['repeats']} runs.",
         "",
-        "| figure | measured | floor | ratio | target | status |",
-        "| --- | ---: | ---: | ---: | --- | --- |",
+        "| figure | measured | floor | ratio | target | cpu wait | status |",
+        "| --- | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     for t in report["targets"]:
         ratio = "-" if t["ratio"] is None else f"{t['ratio']:.2f}x"
         status = f"**{t['status']}**" if t["status"] in ("PASS", "MISS") else t["status"]
-        lines.append(f"| {t['figure']} | {t['measured_text']} | {t['floor_text']} | {ratio} | {t['target']} | {status} |")
-    lines += ["", "| floor | median | min .. max | what |", "| --- | ---: | --- | --- |"]
+        lines.append(f"| {t['figure']} | {t['measured_text']} | {t['floor_text']} | {ratio} | {t['target']} "
+                     f"| {fmt_wait(t.get('cpu_wait'))} | {status} |")
+    contention_of = report.get("contention", {})
+    lines += ["", "| floor | median | min .. max | cpu wait | what |", "| --- | ---: | --- | ---: | --- |"]
     for key, v in report["floors"].items():
-        lines.append(f"| `{key}` | {fmt_us(v['median'])} | {fmt_us(v['min'])} .. {fmt_us(v['max'])} | {v.get('what', '')} |")
+        wait = fmt_wait((contention_of.get(key) or {}).get("runqueue_wait_fraction"))
+        lines.append(f"| `{key}` | {fmt_us(v['median'])} | {fmt_us(v['min'])} .. {fmt_us(v['max'])} | {wait} | {v.get('what', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -932,12 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.memory_child is not None:
-        if args.no_pin:
-            out = trio.run(_many, args.memory_child, args.mailbox_capacity)
-            out["pin"] = {"requested": False, "pinned": False}
-            sys.stdout.write(json.dumps(out))
-        else:
-            run_many_child(args.memory_child, args.mailbox_capacity)
+        run_many_child(args.memory_child, args.mailbox_capacity, not args.no_pin)
         return 0
 
     if args.render:
@@ -990,6 +1105,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "targets": build_targets(floors, runtime, many),
         "phase_seconds": phases,
+        "contention": CONTENTION,
     }
     report["total_seconds"] = clock() - started
     print(render(report), end="")

@@ -17,8 +17,11 @@ from ._spec import Child as Child
 from ._spec import InvalidChildSpec as InvalidChildSpec
 from ._spec import Supervisor as Supervisor
 from ._spec import check_child_specs as check_child_specs
+from ._upgrade import ProcessUpgrade as ProcessUpgrade
+from ._upgrade import UpgradeReport as UpgradeReport
+from airssys_actors import UpgradeFailed as UpgradeFailed
 
 __all__ = [
     "Child", "ChildInfo", "InvalidChildSpec", "Supervisor", "SupervisorError", "SupervisorRef",
-    "check_child_specs", "start",
+    "check_child_specs", "start", "ProcessUpgrade", "UpgradeReport", "UpgradeFailed",
 ]

@@ -8,7 +8,8 @@ import attrs
 
 from airssys_actors import ExitReason, Node, Pid, SpawnFailed
 
-from ._server import SupervisorError, _ServerFactory, stash
+from ._server import SupervisorError, _ServerFactory, stash, unstash
+from ._upgrade import UpgradeReport
 from ._spec import Child, Supervisor, check_child_specs
 
 
@@ -39,6 +40,8 @@ class SupervisorRef:
 
     async def _call(self, *op: Any, timeout: float = 60.0) -> Any:
         status, value = await self.node.call(self.pid, list(op), timeout=timeout)
+        if status == "upgrade_failed":
+            raise unstash(value)
         if status != "ok":
             raise SupervisorError(value)
         return value
@@ -92,6 +95,38 @@ class SupervisorRef:
     async def delete_child(self, child_id: str) -> None:
         """Forget a terminated child's spec."""
         await self._call("delete_child", child_id)
+
+    async def upgrade(self, target: str, component: Any, *, version: str | None = None,
+                      strategy: str = "atomic", canary: int = 0, probe: Any = None,
+                      probe_timeout: float = 5.0, timeout: float = 300.0) -> UpgradeReport:
+        """Hot-deploy ``component`` (a Component, path or bytes) into the running tree.
+
+        ``target`` is a child id, or a component name: every running process of that
+        component under this supervisor, its dynamic children and nested supervisors.
+        Each process is suspended, its state migrated through the new version's
+        ``upgrade``, and resumed under the same pid and name; messages sent meanwhile
+        queue and none is lost. Afterwards the child specs restart the new version.
+
+        Raises:
+            UpgradeFailed: naming the process and the cause; with ``atomic`` (default)
+                every process still runs its old version with its state untouched; with
+                ``rolling`` the ones in ``exc.report`` were changed.
+            InvalidComponent, ComponentWorldMismatch: before anything is suspended.
+        """
+        if isinstance(component, (str, bytes)) or hasattr(component, "__fspath__"):
+            from ._upgrade import load_component
+
+            component = load_component(component, version)  # fail before the call
+        request = {"direction": "up", "target": target, "component": component, "version": version,
+                   "strategy": strategy, "canary": canary, "probe": probe, "probe_timeout": probe_timeout}
+        return unstash(await self._call("upgrade", stash(request), timeout=timeout))
+
+    async def downgrade(self, target: str, *, strategy: str = "atomic", timeout: float = 300.0) -> UpgradeReport:
+        """Go back to the version each target process ran before its last upgrade, through
+        the same protocol (the older version's ``upgrade`` gets the newer ``from-version``)."""
+        request = {"direction": "down", "target": target, "component": None, "version": None,
+                   "strategy": strategy, "canary": 0, "probe": None, "probe_timeout": 5.0}
+        return unstash(await self._call("upgrade", stash(request), timeout=timeout))
 
     async def stop(self, timeout: float | None = None) -> ExitReason:
         """Shut the tree down (children stop in reverse order) and return the exit reason."""

@@ -18,11 +18,16 @@ import attrs
 import trio
 
 from airssys_actors import (
-    Actor, Component, Context, ExitReason, Kind, Message, NoSuchProcess, Pid, SpawnFailed,
+    Actor, Component, Context, ExitReason, InvalidComponent, Kind, Message, NoSuchProcess, Pid,
+    SpawnFailed, UpgradeFailed,
 )
 
 from ._intensity import RestartWindow
 from ._spec import Child, Supervisor
+from ._upgrade import Migration, Target, load_component
+
+HISTORY = 5
+"""How many earlier versions each child remembers."""
 
 #: Python objects (specs, components) handed to a supervisor alongside a call message.
 #: Supervisors live in the same Python process as their handles, so the message carries
@@ -52,6 +57,8 @@ class ChildState:
     dynamic: bool = False
     last_reason: str | None = None
     last_pid: Pid | None = None
+    history: list[Any] = attrs.field(factory=list)
+    """Versions it ran before (newest last), for downgrades."""
 
     @property
     def id(self) -> str:
@@ -139,12 +146,20 @@ class SupervisorServer(Actor):
         if msg.kind != Kind.CALL:
             return None
         op, *rest = msg.value
+        method = getattr(self, f"_op_{op}", None)
+        if method is None:
+            return ["error", f"unknown operation {op!r}"]
         try:
-            return ["ok", await getattr(self, f"_op_{op}")(*rest)]
+            result = await method(*rest)
         except SupervisorError as exc:
             return ["error", str(exc)]
-        except AttributeError:
-            return ["error", f"unknown operation {op!r}"]
+        except UpgradeFailed as exc:
+            return ["upgrade_failed", stash(exc)]
+        except (InvalidComponent, ValueError) as exc:
+            return ["error", str(exc)]
+        if isinstance(result, list) and result and result[0] == "upgrade_failed":
+            return result
+        return ["ok", result]
 
     # -- exits and restarts -----------------------------------------------------------
 
@@ -359,6 +374,105 @@ class SupervisorServer(Actor):
 
     async def _op_spec(self) -> str:
         return self.spec.id
+
+    # -- code change ------------------------------------------------------------------
+
+    async def _op_collect(self, target: str, token: int) -> int:
+        """Targets under this supervisor for a change; the reply is a stash token."""
+        direction, new = unstash(token)
+        return stash(await self._collect(target, direction, new, by_id=False))
+
+    async def _collect(self, target: str, direction: str, new: Component | None, by_id: bool) -> list[Target]:
+        ctx = self.ctx
+        assert ctx is not None
+        found: list[Target] = []
+        states = self.children + [s for s in self.by_pid.values() if s.dynamic]
+        if by_id:
+            match = [s for s in self.children if s.id == target]
+            if match:
+                state = match[0]
+                if not isinstance(state.component, Component):
+                    raise SupervisorError(f"child {target!r} is not a WASM process")
+                if state.pid is None:
+                    raise SupervisorError(f"child {target!r} is not running")
+                return [self._target(state, direction, new)]
+        for state in states:
+            if state.pid is None:
+                continue
+            if isinstance(state.spec, Supervisor):
+                reply = await ctx.call(state.pid, ["collect", target, stash((direction, new))], timeout=60)
+                if reply[0] != "ok":
+                    raise SupervisorError(reply[1])
+                found.extend(unstash(reply[1]))
+            elif isinstance(state.component, Component) and state.component.name == target:
+                found.append(self._target(state, direction, new))
+        return found
+
+    def _target(self, state: ChildState, direction: str, new: Component | None) -> Target:
+        assert self.ctx is not None and state.pid is not None
+        if direction == "down":
+            if not state.history:
+                raise SupervisorError(f"child {state.id!r} has no earlier version to go back to")
+            new = state.history[-1]
+        assert new is not None
+        return Target(state.pid, self.ctx.pid, str(state.pid) if state.dynamic else state.id, state.component, new)
+
+    async def _op_adopt(self, token: int) -> None:
+        """Record versions that processes of ours now run (after a committed change)."""
+        direction, targets = unstash(token)
+        for target in targets:
+            state = self.by_pid.get(target.pid)
+            if state is None:
+                continue  # it exited meanwhile; a restart uses the spec's old version
+            self._adopt(state, direction, target.new)
+            if self.template is not None and isinstance(self.template.component, Component) \
+                    and self.template.component.name == target.new.name \
+                    and self.template.component.version != target.new.version:
+                self._adopt(self.template, direction, target.new)
+
+    @staticmethod
+    def _adopt(state: ChildState, direction: str, new: Component) -> None:
+        if direction == "down":
+            if state.history:
+                state.history.pop()
+        else:
+            state.history.append(state.component)
+            del state.history[:-HISTORY]
+        state.component = new
+
+    async def _op_upgrade(self, token: int) -> Any:
+        ctx = self.ctx
+        assert ctx is not None
+        request = unstash(token)
+        direction = request["direction"]
+        new = None
+        if direction == "up":
+            new = load_component(request["component"], request["version"])
+        targets = await self._collect(request["target"], direction, new, by_id=True)
+        if not targets:
+            raise SupervisorError(f"no running process matches {request['target']!r}")
+        migration = Migration(ctx.node, request["target"], request["strategy"], request["canary"],
+                              request["probe"], request["probe_timeout"])
+        try:
+            report = await migration.run(targets)
+        except UpgradeFailed as exc:
+            await self._announce(direction, [t for t, _ in migration.done])
+            return ["upgrade_failed", stash(exc)]
+        await self._announce(direction, [t for t, _ in migration.done])
+        return stash(report)
+
+    async def _announce(self, direction: str, done: list[Target]) -> None:
+        """Tell each owning supervisor which of its children now run which version."""
+        ctx = self.ctx
+        assert ctx is not None
+        by_owner: dict[Pid, list[Target]] = {}
+        for target in done:
+            by_owner.setdefault(target.owner, []).append(target)
+        for owner, targets in by_owner.items():
+            if owner == ctx.pid:
+                await self._op_adopt(stash((direction, targets)))
+            elif ctx.node.is_alive(owner):
+                await ctx.call(owner, ["adopt", stash((direction, targets))], timeout=60)
 
     def terminate(self, ctx: Context, reason: ExitReason) -> None:
         # Killed (untrappable): the children die through their links; nothing else to do.

@@ -1,0 +1,116 @@
+"""Changing the code of a running WASM process (OTP's suspend / change_code / resume).
+
+The runtime offers the two phases; the ``supervisors`` package composes them into a
+supervised, all-or-nothing, rolling or canary change:
+
+1. ``await node.suspend(pid)``: the current message finishes, new ones queue;
+2. ``change = node.prepare_code_change(pid, component)``: the old instance's
+   ``snapshot``, a new instance of ``component`` and its ``upgrade(from-version, state)``;
+   the old instance is untouched, so nothing is lost if this raises;
+3. ``change.commit()`` swaps the new instance in under the same pid and name, or
+   ``change.rollback()`` drops it;
+4. ``node.resume(pid)``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._errors import UpgradeFailed
+from ._host._instance import GuestError, GuestInstance, GuestTrap
+from ._reasons import ExitReason
+
+if TYPE_CHECKING:
+    from ._process import Process
+    from ._wasm import Component, WasmBehaviour
+
+
+@attrs.define(eq=False)
+class CodeChange:
+    """A prepared change of one process: commit it or roll it back, exactly once."""
+
+    proc: Process
+    behaviour: WasmBehaviour
+    component: Component
+    new_instance: GuestInstance
+    from_version: str
+    state_size: int
+    prepared_at: float
+    done: bool = False
+
+    @property
+    def to_version(self) -> str:
+        return self.component.version
+
+    def commit(self) -> None:
+        """Swap the new instance in; the old one is closed."""
+        if self.done:
+            raise RuntimeError("this code change is already committed or rolled back")
+        self.done = True
+        behaviour = self.behaviour
+        old = behaviour.instance
+        behaviour.instance = self.new_instance
+        behaviour.component_obj = self.component
+        behaviour.component = self.component.name
+        behaviour.version = self.component.version
+        if old is not None:
+            old.close()
+        proc = self.proc
+        proc.node.events.emit(
+            "upgrade", pid=proc.pid, name=proc.name, component=self.component.name,
+            version=self.component.version,
+            data={"from_version": self.from_version, "state_bytes": self.state_size},
+        )
+
+    def rollback(self) -> None:
+        """Drop the new instance; the old one goes on as if nothing happened."""
+        if self.done:
+            return
+        self.done = True
+        self.new_instance.close()
+
+
+def prepare(proc: Process, component: Component) -> CodeChange:
+    """Snapshot ``proc`` and migrate its state into a new instance of ``component``.
+
+    The process must be suspended. Raises :class:`UpgradeFailed` naming the process and
+    the cause; the old instance keeps running with its state untouched, except when the
+    old instance itself traps in ``snapshot``: then the process crashes with that reason,
+    as on any trap, and its supervisor handles it.
+    """
+    from ._wasm import GuestHost, WasmBehaviour, _TrioBridge
+
+    behaviour = proc.behaviour
+    where = proc.name or str(proc.pid)
+    if not proc.alive:
+        raise UpgradeFailed(where, "noproc", "the process exited before it could be changed")
+    if not isinstance(behaviour, WasmBehaviour) or behaviour.instance is None:
+        raise UpgradeFailed(where, "not_wasm", "only WASM processes can change code")
+    if not proc.suspended:
+        raise UpgradeFailed(where, "not_suspended", "suspend the process first")
+    from_version = behaviour.version
+    try:
+        state = behaviour.instance.snapshot()
+    except GuestTrap as exc:
+        proc.die(ExitReason(exc.kind, f"snapshot: {exc}"))
+        raise UpgradeFailed(where, exc.kind, f"the old version trapped in snapshot: {exc}") from None
+    started = time.perf_counter()
+    host: object = GuestHost(proc, behaviour)
+    if behaviour.threaded:
+        host = _TrioBridge(host)  # type: ignore[arg-type]
+    try:
+        instance = GuestInstance(component._compiled, host, behaviour.limits, interruptible=behaviour.threaded)  # type: ignore[arg-type]
+    except GuestTrap as exc:
+        raise UpgradeFailed(where, exc.kind, f"the new version trapped while instantiating: {exc}") from None
+    try:
+        instance.upgrade(from_version, state)
+    except GuestError as exc:
+        instance.close()
+        raise UpgradeFailed(where, "error", f"upgrade returned an error: {exc}") from None
+    except GuestTrap as exc:
+        instance.close()
+        raise UpgradeFailed(where, exc.kind, f"upgrade trapped: {exc}") from None
+    return CodeChange(proc, behaviour, component, instance, from_version, len(state), started)

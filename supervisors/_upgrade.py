@@ -1,0 +1,211 @@
+"""A supervised code change across one or many processes (OTP's release handler).
+
+For each process: suspend (its current message finishes, new ones queue), migrate its
+state into the new version (``snapshot`` then ``upgrade``), swap under the same pid and
+name, resume. The new component was compiled and checked against the world before any
+process is suspended.
+
+``atomic`` (the default) keeps every affected process suspended until all have migrated,
+then commits them all; any failure rolls every one of them back, so the change is
+all-or-nothing and no message is handled by a version that is then undone. ``rolling``
+changes one process at a time and stops at the first failure (those done stay done).
+``canary=N`` changes N processes first, checks each answers ``probe``, and only then the
+rest; a failing canary is changed back.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import attrs
+
+from airssys_actors import CallFailed, CallTimeout, Component, Node, NoSuchProcess, Pid, UpgradeFailed
+
+STRATEGIES = ("atomic", "rolling")
+
+
+@attrs.frozen
+class Target:
+    """One process to change and who owns it."""
+
+    pid: Pid
+    owner: Pid
+    """The supervisor whose child it is."""
+    child: str
+    """Its child id (a pid's text for a dynamic child)."""
+    component: Component
+    """The version it runs now."""
+    new: Component
+    """The version it changes to."""
+
+
+@attrs.frozen
+class ProcessUpgrade:
+    """What happened to one process."""
+
+    pid: Pid
+    child: str
+    from_version: str
+    to_version: str
+    pause: float
+    """Seconds from suspend to resume."""
+    state_bytes: int
+
+
+@attrs.frozen
+class UpgradeReport:
+    """The outcome of one supervised code change."""
+
+    target: str
+    strategy: str
+    processes: tuple[ProcessUpgrade, ...]
+    seconds: float
+
+    @property
+    def max_pause(self) -> float:
+        return max((p.pause for p in self.processes), default=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "strategy": self.strategy,
+            "seconds": self.seconds,
+            "processes": [
+                {"pid": str(p.pid), "child": p.child, "from": p.from_version, "to": p.to_version,
+                 "pause_ms": round(p.pause * 1000, 3), "state_bytes": p.state_bytes}
+                for p in self.processes
+            ],
+        }
+
+
+class Migration:
+    """Runs one change; :attr:`done` lists the processes that now run their new version."""
+
+    def __init__(self, node: Node, target: str, strategy: str, canary: int, probe: Any,
+                 probe_timeout: float) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        if canary < 0:
+            raise ValueError(f"canary must be >= 0, got {canary}")
+        self.node = node
+        self.target = target
+        self.strategy = strategy
+        self.canary = canary
+        self.probe = probe
+        self.probe_timeout = probe_timeout
+        self.done: list[tuple[Target, ProcessUpgrade]] = []
+        self._started = time.perf_counter()
+
+    def report(self) -> UpgradeReport:
+        return UpgradeReport(self.target, self.strategy, tuple(p for _, p in self.done),
+                             time.perf_counter() - self._started)
+
+    def _fail(self, exc: UpgradeFailed) -> UpgradeFailed:
+        return UpgradeFailed(exc.process, exc.cause, exc.detail, report=self.report())
+
+    async def run(self, targets: list[Target]) -> UpgradeReport:
+        canaries, rest = targets[: self.canary], targets[self.canary:]
+        if canaries:
+            await self._rolling(canaries)
+            await self._check_canaries(canaries)
+        if self.strategy == "rolling":
+            await self._rolling(rest)
+        else:
+            await self._atomic(rest)
+        return self.report()
+
+    async def _suspend(self, target: Target) -> float:
+        started = time.perf_counter()
+        try:
+            await self.node.suspend(target.pid)
+        except NoSuchProcess:
+            raise UpgradeFailed(target.child, "noproc", "the process exited before it could be changed") from None
+        return started
+
+    def _record(self, target: Target, change: Any, started: float) -> None:
+        pause = time.perf_counter() - started
+        self.done.append((target, ProcessUpgrade(target.pid, target.child, change.from_version,
+                                                 change.to_version, pause, change.state_size)))
+
+    async def _rolling(self, targets: list[Target]) -> None:
+        for target in targets:
+            try:
+                started = await self._suspend(target)
+            except UpgradeFailed as exc:
+                raise self._fail(exc) from None
+            try:
+                change = self.node.prepare_code_change(target.pid, target.new)
+            except UpgradeFailed as exc:
+                self.node.resume(target.pid)
+                raise self._fail(exc) from None
+            change.commit()
+            self.node.resume(target.pid)
+            self._record(target, change, started)
+
+    async def _atomic(self, targets: list[Target]) -> None:
+        suspended: list[tuple[Target, float]] = []
+        changes: list[Any] = []
+        try:
+            for target in targets:
+                suspended.append((target, await self._suspend(target)))
+                changes.append(self.node.prepare_code_change(target.pid, target.new))
+        except UpgradeFailed as exc:
+            for change in changes:
+                change.rollback()
+            for target, _ in suspended:
+                self.node.resume(target.pid)
+            raise self._fail(exc) from None
+        except BaseException:
+            for change in changes:
+                change.rollback()
+            for target, _ in suspended:
+                self.node.resume(target.pid)
+            raise
+        for (target, started), change in zip(suspended, changes, strict=True):
+            change.commit()
+            self.node.resume(target.pid)
+            self._record(target, change, started)
+
+    async def _check_canaries(self, canaries: list[Target]) -> None:
+        for target in canaries:
+            try:
+                if self.probe is None:
+                    if not self.node.is_alive(target.pid):
+                        raise NoSuchProcess(target.pid)
+                else:
+                    await self.node.call(target.pid, self.probe, timeout=self.probe_timeout)
+            except (CallFailed, CallTimeout, NoSuchProcess) as exc:
+                await self._revert_canaries(canaries)
+                raise self._fail(UpgradeFailed(target.child, "probe_failed",
+                                               f"the canary did not answer the probe: {exc}")) from None
+
+    async def _revert_canaries(self, canaries: list[Target]) -> None:
+        """Change the canaries that are still alive back to the version they had."""
+        keep = []
+        for target, record in self.done:
+            if target not in canaries:
+                keep.append((target, record))
+                continue
+            if not self.node.is_alive(target.pid):
+                continue  # it crashed; its supervisor restarts it with the old spec
+            back = attrs.evolve(target, component=target.new, new=target.component)
+            started = await self._suspend(back)
+            try:
+                self.node.prepare_code_change(back.pid, back.new).commit()
+            finally:
+                self.node.resume(back.pid)
+            del started
+        self.done = keep
+
+
+def load_component(component: Any, version: str | None) -> Component:
+    """Compile and check the new version before anything is suspended."""
+    if isinstance(component, Component):
+        if version is not None and version != component.version:
+            return attrs.evolve(component, version=version)
+        return component
+    return Component.load(component, version=version)
+
+
+PickNew = Callable[[Component], Component]
