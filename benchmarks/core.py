@@ -1,6 +1,7 @@
 """Core performance figures of airssys-actors, each next to its floor, in one run.
 
-    python -m benchmarks.core [--size smoke|full] [--json FILE]
+    python -m benchmarks.core [--size smoke|full] [--json FILE] [--markdown FILE]
+    python -m benchmarks.core --render FILE.json [--markdown FILE]   # re-print a saved run
 
 Floors are what the same work costs without the runtime, measured in this run on this
 machine: a trio memory-channel hop, a trio ping-pong, one raw call into the echo guest
@@ -99,8 +100,9 @@ TARGET_PROCESSES = 10_000
 
 
 def pin_to_one_core() -> dict[str, Any]:
-    """Pin this process (and threads it starts later) to one CPU, as the targets are
-    "on one core". Returns what happened, for the report."""
+    """Pin this process (and threads it starts later, e.g. the epoch ticker) to one CPU,
+    as the targets are "on one core": CPU 0, or the idlest allowed CPU when the machine
+    is shared. Returns what happened, for the report."""
     info: dict[str, Any] = {"requested": True, "pinned": False, "cpu": None, "error": None}
     try:
         allowed = sorted(os.sched_getaffinity(0))

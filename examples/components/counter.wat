@@ -10,7 +10,9 @@
 ;;                   any other payload -> err("unknown message"), which crashes the process.
 ;;                   Envelopes of other kinds (reply, failed, down, exit, timer) are ignored.
 ;;   snapshot        the count as a msgpack int
-;;   upgrade(_, s)   s must be a msgpack int -> count, else err("bad state")
+;;   upgrade(_, s)   s is a msgpack int (this version's snapshot) -> count, or a map with a
+;;                   "count": int (counter_v2's snapshot, for a downgrade; other keys are
+;;                   ignored) -> count; anything else -> err("bad state"), count unchanged
 ;;
 ;; Memory below the heap base (65536):
 ;;   0..16     result area of every export
@@ -61,6 +63,7 @@
     (data (i32.const 1120) "start")
     (data (i32.const 1152) "incr")
     (data (i32.const 1184) "get")
+    (data (i32.const 1216) "count")
     (global $count (mut i64) (i64.const 0))
 
     ;; ---- msgpack helpers (the same block in every guest that reads or writes msgpack) ----
@@ -383,10 +386,27 @@
 
     ;; upgrade(from-version, state) -> result<_, string>
     (func (export "upgrade") (param $from i32) (param $from_len i32) (param $state i32) (param $len i32) (result i32)
-      (local $v i64)
+      (local $v i64) (local $pairs i32) (local $key i32) (local $found i32)
       (call $mp_start (local.get $state) (local.get $len))
       (local.set $v (call $mp_int))
-      (if (i32.eqz (call $mp_done)) (then (return (call $err (i32.const 1088) (i32.const 9)))))
+      (if (i32.eqz (call $mp_done))
+        (then                                             ;; not an int: a map with "count"?
+          (call $mp_start (local.get $state) (local.get $len))
+          (local.set $pairs (call $mp_map))
+          (block $done
+            (loop $next
+              (br_if $done (i32.or (i32.eqz (local.get $pairs)) (global.get $mp_err)))
+              (local.set $pairs (i32.sub (local.get $pairs) (i32.const 1)))
+              (if (call $mp_is_str (call $mp_peek))
+                (then
+                  (local.set $key (call $mp_str))
+                  (if (call $mp_eq (local.get $key) (global.get $mp_len) (i32.const 1216) (i32.const 5))
+                    (then (local.set $v (call $mp_int)) (local.set $found (i32.const 1)))   ;; "count": an int
+                    (else (call $mp_skip))))
+                (else (call $mp_skip) (call $mp_skip)))      ;; a key that is not a str
+              (br $next)))
+          (if (i32.eqz (i32.and (call $mp_done) (local.get $found)))
+            (then (return (call $err (i32.const 1088) (i32.const 9)))))))
       (global.set $count (local.get $v))
       (call $ok))
     (func (export "post") (param i32) (call $reset)))

@@ -1,7 +1,7 @@
 ;; crasher: misbehaves on request, for fault-tolerance tests.
 ;;
 ;;   init(args)      args = msgpack str "fail" -> err("init failed"); anything else -> ok
-;;   handle          cast or call whose payload is a msgpack str command:
+;;   handle          cast or call whose payload is a msgpack str command, or ["spin", n]:
 ;;                     "ping"      reply "pong"
 ;;                     "crash"     trap (unreachable)
 ;;                     "error"     return err("asked to fail")
@@ -14,7 +14,10 @@
 ;;                     "big"       reply a 4 MiB msgpack bin32 of zero bytes
 ;;                     "spam"      host send(self(), "ping") 100000 times ignoring errors,
 ;;                                 reply "spammed"
-;;                   anything else (any other str, or not a str) -> reply "pong".
+;;                     ["spin", n] busy-loop n iterations (n an int; none when n <= 0) in a
+;;                                 plain counted loop (no host call), then reply "spun".
+;;                                 Each iteration costs 7 units of fuel.
+;;                   anything else (any other str, any other array, or neither) -> reply "pong".
 ;;                   Replies go only to calls; a cast runs the same command and drops the
 ;;                   reply. Envelopes of other kinds are ignored.
 ;;   snapshot        empty; upgrade always ok
@@ -94,6 +97,8 @@
     (data (i32.const 1536) "alloc")
     (data (i32.const 1568) "big")
     (data (i32.const 1600) "spam")
+    (data (i32.const 1632) "spin")
+    (data (i32.const 1664) "\a4spun")                    ;; msgpack "spun"
 
     ;; ---- msgpack helpers (the same block in every guest that reads or writes msgpack) ----
     ;; Decoding walks $mp_pos up to $mp_end. Malformed or truncated input sets the sticky
@@ -357,6 +362,12 @@
       (call $mp_eq (local.get $c) (local.get $n) (local.get $q) (local.get $m)))
     (func $recurse (param $depth i32) (result i32)
       (i32.add (call $recurse (i32.add (local.get $depth) (i32.const 1))) (local.get $depth)))
+    ;; count n down to 0, one step per iteration (nothing when n <= 0)
+    (func $spin (param $n i64)
+      (if (i64.gt_s (local.get $n) (i64.const 0))
+        (then
+          (loop $again
+            (br_if $again (i64.ne (local.tee $n (i64.sub (local.get $n) (i64.const 1))) (i64.const 0)))))))
 
     ;; init(args) -> result<_, string>
     (func (export "init") (param $args i32) (param $len i32) (result i32)
@@ -376,8 +387,21 @@
     (func (export "handle") (param $kind i32) (param $ref i64) (param $has_sender i32)
           (param $sender i32) (param $sender_len i32) (param $payload i32) (param $len i32) (result i32)
       (local $c i32) (local $n i32) (local $me i32) (local $me_len i32) (local $i i32) (local $big i32)
+      (local $iters i64)
       (if (i32.gt_u (local.get $kind) (i32.const 1))      ;; not a cast or a call: ignore
         (then (return (call $answer (local.get $kind) (i32.const 0) (i32.const 0)))))
+      (call $mp_start (local.get $payload) (local.get $len))
+      (if (call $mp_is_array (call $mp_peek))             ;; ["spin", n]; other arrays: pong
+        (then
+          (if (i32.eq (call $mp_array) (i32.const 2))
+            (then
+              (local.set $c (call $mp_str))
+              (local.set $n (global.get $mp_len))
+              (local.set $iters (call $mp_int))
+              (if (i32.and (call $mp_done) (call $is (local.get $c) (local.get $n) (i32.const 1632) (i32.const 4)))
+                (then
+                  (call $spin (local.get $iters))
+                  (return (call $answer (local.get $kind) (i32.const 1664) (i32.const 5)))))))))
       (call $mp_start (local.get $payload) (local.get $len))
       (local.set $c (call $mp_str))
       (local.set $n (global.get $mp_len))

@@ -1,0 +1,121 @@
+"""What the control socket can be asked, run inside the node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import trio
+
+from airssys_actors import Component, Pid
+from supervisors import SupervisorRef
+
+from .control import ControlError, ControlServer
+
+
+async def walk(node: Any, ref: SupervisorRef) -> dict[str, Any]:
+    """The live tree under ``ref``, with each process's version, mailbox and restarts."""
+    info = _process(node, ref.pid)
+    children = []
+    for row in await ref.which_children():
+        entry: dict[str, Any] = {
+            "id": row.id, "pid": row.pid, "type": row.type, "name": row.name,
+            "component": row.component, "version": row.version, "restarts": row.restarts,
+            "restart": row.restart, "last_reason": row.last_reason,
+        }
+        if row.pid is not None:
+            entry.update(_process(node, row.pid))
+        if row.type == "supervisor" and row.pid is not None:
+            try:
+                sub = await ref.child(row.id)
+            except Exception:
+                sub = None
+            if sub is not None:
+                entry["children"] = (await walk(node, sub))["children"]
+        children.append(entry)
+    return {"id": ref.spec.id, "pid": ref.pid, "type": "supervisor", "strategy": ref.spec.strategy,
+            "name": ref.spec.name, **info, "children": children}
+
+
+def _process(node: Any, pid: Pid) -> dict[str, Any]:
+    try:
+        info = node.process_info(pid)
+    except Exception:
+        return {"alive": False}
+    return {"alive": True, "mailbox": info["mailbox"], "messages_in": info["messages_in"],
+            "fuel_used": info.get("fuel_used")}
+
+
+def _restarts(tree: dict[str, Any], into: dict[str, int]) -> dict[str, int]:
+    for child in tree.get("children", []):
+        if child.get("pid") is not None:
+            into[str(child["pid"])] = child["restarts"]
+        _restarts(child, into)
+    return into
+
+
+async def cmd_tree(server: ControlServer) -> Any:
+    return await walk(server.node, server.root)
+
+
+async def cmd_ps(server: ControlServer) -> Any:
+    restarts = _restarts(await walk(server.node, server.root), {})
+    rows = []
+    for info in server.node.processes():
+        rows.append({
+            "pid": info["pid"], "name": info["name"], "component": info["component"],
+            "version": info["version"], "mailbox": info["mailbox"],
+            "restarts": restarts.get(info["pid"], 0), "messages_in": info["messages_in"],
+            "messages_out": info["messages_out"], "fuel_used": info.get("fuel_used"),
+            "handle_ms": round(info["handle_seconds"] * 1000, 3),
+        })
+    return rows
+
+
+async def cmd_send(server: ControlServer, to: str, message: Any) -> Any:
+    await server.node.send(to, message)
+    return "sent"
+
+
+async def cmd_call(server: ControlServer, to: str, message: Any, timeout: float = 5.0) -> Any:
+    return await server.node.call(to, message, timeout=timeout)
+
+
+async def cmd_deploy(server: ControlServer, target: str, path: str, version: str | None = None,
+                     strategy: str = "atomic", canary: int = 0, probe: Any = None) -> Any:
+    file = Path(path)
+    if not file.is_file():
+        raise ControlError(f"no such file: {path}")
+    component = Component.load(file, version=version)
+    report = await server.root.upgrade(target, component, strategy=strategy, canary=canary, probe=probe)
+    return report.to_dict()
+
+
+async def cmd_stats(server: ControlServer) -> Any:
+    stats = server.node.statistics()
+    return {"processes": stats.processes, "pending_calls": stats.pending_calls, "timers": stats.timers,
+            "dead_letters": stats.dead_letters, "parked_mailboxes": stats.parked_mailboxes}
+
+
+def cmd_logs(server: ControlServer, follow: bool = True, history: int = 50) -> AsyncIterator[Any]:
+    async def stream() -> AsyncIterator[Any]:
+        sub = server.node.subscribe()
+        try:
+            for event in list(server.node.events.history)[-history:] if history else []:
+                yield event.to_dict()
+            if not follow:
+                return
+            while True:
+                yield (await sub.get()).to_dict()
+        except trio.EndOfChannel:
+            return
+        finally:
+            sub.close()
+
+    return stream()
+
+
+HANDLERS = {
+    "tree": cmd_tree, "ps": cmd_ps, "send": cmd_send, "call": cmd_call, "deploy": cmd_deploy,
+    "stats": cmd_stats, "logs": cmd_logs,
+}

@@ -1,0 +1,164 @@
+"""``airssys``: the command line. Every command has ``--json``; errors are one line and a
+non-zero exit (a traceback only with ``--debug``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import render
+from .control import ControlError, default_socket, request
+
+
+class UsageError(Exception):
+    pass
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"not valid JSON: {text!r} ({exc.msg})") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--socket", type=Path, default=None, help="control socket (default: %(default)s)")
+
+    parser = argparse.ArgumentParser(prog="airssys", description="Run and operate airssys-actors nodes.",
+                                     parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="start a node with the tree in a Python file")
+    run.add_argument("tree", help="a Python file defining `tree = Supervisor(...)`")
+    run.add_argument("--node-name", default="local")
+    run.add_argument("--metrics", metavar="HOST:PORT", default=None,
+                     help="serve Prometheus metrics over HTTP (e.g. 127.0.0.1:9464)")
+
+    sub.add_parser("tree", parents=[common], help="the live supervision tree")
+    sub.add_parser("ps", parents=[common], help="every process with its version, mailbox and counters")
+    sub.add_parser("stats", parents=[common], help="node counters")
+
+    send = sub.add_parser("send", parents=[common], help="send a message (JSON) to a name or pid")
+    send.add_argument("to")
+    send.add_argument("message", type=_json_arg)
+
+    call = sub.add_parser("call", parents=[common], help="call a name or pid with a message (JSON)")
+    call.add_argument("to")
+    call.add_argument("message", type=_json_arg)
+    call.add_argument("--timeout", type=float, default=5.0)
+
+    deploy = sub.add_parser("deploy", parents=[common], help="hot-deploy a new component version")
+    deploy.add_argument("target", help="a child id, or a component name (every process of it)")
+    deploy.add_argument("file", help="the new .wat or .wasm")
+    deploy.add_argument("--version", default=None, help="version label (default: content hash)")
+    mode = deploy.add_mutually_exclusive_group()
+    mode.add_argument("--rolling", action="store_true", help="one process at a time, stop at the first failure")
+    mode.add_argument("--canary", type=int, default=0, metavar="N", help="change N first and probe them")
+    deploy.add_argument("--probe", type=_json_arg, default=None, help="message (JSON) canaries must answer")
+
+    logs = sub.add_parser("logs", parents=[common], help="the event stream")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep streaming new events")
+    logs.add_argument("--history", type=int, default=50, help="recent events to show first")
+
+    sub.add_parser("demo", parents=[common], help="a guided tour: tree, traffic, faults, hot upgrade")
+
+    bench = sub.add_parser("bench", parents=[common], help="run a benchmark")
+    bench.add_argument("name", choices=["spawn", "throughput", "latency", "restart", "upgrade", "chaos", "all"])
+    bench.add_argument("--size", choices=["smoke", "full"], default="full")
+    bench.add_argument("--out", type=Path, default=None, help="JSON report path")
+    return parser
+
+
+def _ask(socket: Path, command: str, **args: Any) -> Any:
+    return trio.run(_one, socket, command, args)
+
+
+async def _one(socket: Path, command: str, args: dict[str, Any]) -> Any:
+    async for answer in request(socket, command, args):
+        if not answer.get("ok"):
+            raise ControlError(answer.get("error", "the node refused"))
+        return answer["result"]
+    raise ControlError("the node closed the connection without answering")
+
+
+def _print(args: argparse.Namespace, value: Any, human: Any = None) -> None:
+    if args.json or human is None:
+        print(json.dumps(value, indent=None if args.json else 2))
+    else:
+        render.console().print(human)
+
+
+def _client(args: argparse.Namespace) -> int:
+    socket = args.socket or default_socket()
+    command = args.command
+    if command == "tree":
+        tree = _ask(socket, "tree")
+        _print(args, tree, render.tree_view(tree))
+    elif command == "ps":
+        rows = _ask(socket, "ps")
+        _print(args, rows, render.table(rows, ["pid", "name", "component", "version", "mailbox", "restarts",
+                                               "messages_in", "messages_out", "fuel_used", "handle_ms"]))
+    elif command == "stats":
+        stats = _ask(socket, "stats")
+        _print(args, stats, render.table([stats], list(stats)))
+    elif command == "send":
+        _print(args, _ask(socket, "send", to=args.to, message=args.message), "sent")
+    elif command == "call":
+        reply = _ask(socket, "call", to=args.to, message=args.message, timeout=args.timeout)
+        print(json.dumps(reply))
+    elif command == "deploy":
+        strategy = "rolling" if args.rolling else "atomic"
+        report = _ask(socket, "deploy", target=args.target, path=str(Path(args.file).resolve()),
+                      version=args.version, strategy=strategy, canary=args.canary, probe=args.probe)
+        _print(args, report, render.deploy_report(report))
+    elif command == "logs":
+        trio.run(_logs, args, socket)
+    return 0
+
+
+async def _logs(args: argparse.Namespace, socket: Path) -> None:
+    async for event in request(socket, "logs", {"follow": args.follow, "history": args.history}):
+        if isinstance(event, dict) and event.get("ok") is False:
+            raise ControlError(event.get("error", "refused"))
+        print(json.dumps(event) if args.json else render.event_line(event), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"airssys: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "run":
+            from .run import run_tree
+
+            return run_tree(args)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(args)
+        if args.command == "bench":
+            from .bench import run_bench
+
+            return run_bench(args)
+        return _client(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            raise
+        text = str(exc).strip().splitlines()
+        print(f"airssys: {text[0] if text else type(exc).__name__}", file=sys.stderr)
+        return 1
