@@ -1,0 +1,147 @@
+"""The airssys command driven as a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+AIRSSYS = [sys.executable, "-m", "airssys_cli"]
+COMPONENTS = ROOT / "examples" / "components"
+
+TREE = f"""
+from supervisors import Supervisor, Child
+tree = Supervisor("root", children=[
+    Child("counter", {str(COMPONENTS / "counter.wat")!r}, args={{"start": 0}}, name="counter", version="v1"),
+    Supervisor("pool", strategy="one_for_all", children=[
+        Child("echo1", {str(COMPONENTS / "echo.wat")!r}, name="echo1"),
+        Child("echo2", {str(COMPONENTS / "echo.wat")!r}, name="echo2"),
+    ]),
+])
+"""
+
+
+def airssys(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*AIRSSYS, *args], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
+    if check and result.returncode != 0:
+        raise AssertionError(f"airssys {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+@pytest.fixture
+def running_node(tmp_path):
+    tree = tmp_path / "tree.py"
+    tree.write_text(TREE)
+    socket = tmp_path / "sock" / "control.sock"
+    env = {**os.environ, "AIRSSYS_SOCKET": str(socket)}
+    proc = subprocess.Popen([*AIRSSYS, "run", str(tree)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while not socket.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"node did not start: {proc.communicate()[1]}")
+        time.sleep(0.05)
+    yield env, socket, proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def test_control_socket_is_private_to_the_user(running_node):
+    _, socket, _ = running_node
+    assert stat.S_IMODE(socket.stat().st_mode) == 0o600
+    assert stat.S_IMODE(socket.parent.stat().st_mode) == 0o700
+
+
+def test_tree_ps_call_send(running_node):
+    env, _, _ = running_node
+    tree = json.loads(airssys("tree", "--json", env=env).stdout)
+    assert [c["id"] for c in tree["children"]] == ["counter", "pool"]
+    assert tree["children"][0]["version"] == "v1"
+    assert [c["id"] for c in tree["children"][1]["children"]] == ["echo1", "echo2"]
+    human = airssys("tree", env=env).stdout
+    assert "counter@v1" in human and "echo1" in human and "restarts=0" in human
+    assert json.loads(airssys("call", "counter", "5", env=env).stdout) == 5
+    assert airssys("send", "counter", "2", env=env).stdout.strip() == "sent"
+    assert json.loads(airssys("call", "counter", '"get"', env=env).stdout) == 7
+    rows = json.loads(airssys("ps", "--json", env=env).stdout)
+    assert {r["name"] for r in rows} >= {"counter", "echo1", "echo2"}
+    assert all({"pid", "component", "version", "mailbox", "restarts", "fuel_used"} <= set(r) for r in rows)
+
+
+def test_deploy_migrates_state_and_reports(running_node):
+    env, _, _ = running_node
+    airssys("call", "counter", "41", env=env)
+    out = airssys("deploy", "counter", str(COMPONENTS / "counter.wat"), "--version", "v1b", "--json", env=env).stdout
+    report = json.loads(out)
+    assert report["strategy"] == "atomic"
+    (proc,) = report["processes"]
+    assert (proc["child"], proc["from"], proc["to"]) == ("counter", "v1", "v1b")
+    assert proc["pause_ms"] >= 0
+    assert json.loads(airssys("call", "counter", '"get"', env=env).stdout) == 41  # state carried over
+    human = airssys("deploy", "counter", str(COMPONENTS / "counter.wat"), "--version", "v1c", env=env).stdout
+    assert "v1b -> v1c" in human
+    tree = json.loads(airssys("tree", "--json", env=env).stdout)
+    assert tree["children"][0]["version"] == "v1c"
+
+
+def test_deploy_failure_is_one_line_and_nonzero(running_node):
+    env, _, _ = running_node
+    result = airssys("deploy", "echo", str(COMPONENTS / "counter.wat"), env=env, check=False)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "UpgradeFailed" in result.stderr and "bad state" in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = airssys("deploy", "counter", "/no/such.wat", env=env, check=False)
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def test_errors_are_one_line(running_node):
+    env, _, _ = running_node
+    for args in (("call", "nobody", "1"), ("call", "counter", "{bad")):
+        result = airssys(*args, env=env, check=False)
+        assert result.returncode != 0
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_logs_show_events(running_node):
+    env, _, _ = running_node
+    airssys("send", "counter", '"not a number"', env=env)  # crashes; the supervisor restarts it
+    time.sleep(0.3)
+    events = [json.loads(line) for line in airssys("logs", "--json", env=env).stdout.splitlines()]
+    kinds = [e["kind"] for e in events]
+    assert "restart" in kinds and "exit" in kinds
+    exit_event = next(e for e in events if e["kind"] == "exit")
+    assert exit_event["name"] == "counter" and exit_event["reason"].startswith("error")
+    assert {"pid", "name", "component", "version", "reason", "time"} <= set(exit_event)
+
+
+def test_ctrl_c_stops_the_tree_in_reverse_order(running_node):
+    env, socket, proc = running_node
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "stopped." in err
+    assert not socket.exists()
+
+
+def test_no_node_running(tmp_path):
+    env = {**os.environ, "AIRSSYS_SOCKET": str(tmp_path / "none.sock")}
+    result = airssys("tree", env=env, check=False)
+    assert result.returncode == 1 and "no node is listening" in result.stderr
+
+
+def test_bad_tree_file(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("tree = 42\n")
+    env = {**os.environ, "AIRSSYS_SOCKET": str(tmp_path / "s.sock")}
+    result = airssys("run", str(bad), env=env, check=False)
+    assert result.returncode == 1 and "must define" in result.stderr and "Traceback" not in result.stderr
