@@ -10,6 +10,7 @@ ever scans a mailbox (the Erlang lesson about large mailboxes).
 from __future__ import annotations
 
 from collections import deque
+from typing import Callable
 
 import attrs
 import trio
@@ -47,13 +48,17 @@ class Mailbox:
         self._receiver = trio.lowlevel.ParkingLot()
         self._senders = trio.lowlevel.ParkingLot()
         self.closed = False
+        #: Fault injection hook: returns True when it took the envelope (see faults.py).
+        self.intercept: Callable[[Envelope], bool] | None = None
 
     def __len__(self) -> int:
         return len(self._user) + len(self._system)
 
-    def put_nowait(self, env: Envelope) -> None:
+    def put_nowait(self, env: Envelope, bypass: bool = False) -> None:
         if self.closed:
             raise MailboxClosed("mailbox is closed")
+        if self.intercept is not None and not bypass and self.intercept(env):
+            return
         if len(self._user) >= self.capacity:
             raise MailboxFull(f"mailbox is full ({self.capacity} messages)")
         self._user.append(env)

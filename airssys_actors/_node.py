@@ -34,6 +34,7 @@ from ._errors import (
     UpgradeFailed,
 )
 from ._events import EventBus, Subscription
+from .faults import Faults
 from ._host._engine import engine_host
 from ._host._instance import Limits
 from ._mailbox import Mailbox
@@ -123,6 +124,8 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self.closing = False
+        self.faults = Faults(self)
+        """Fault injection into this node's processes (see :mod:`airssys_actors.faults`)."""
 
     # -- lifecycle --------------------------------------------------------------------
 

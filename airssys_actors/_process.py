@@ -106,6 +106,8 @@ class Process:
         self.handle_seconds = 0.0
         self.done = trio.Event()
         self._scope = trio.CancelScope()
+        self.fault: str | None = None
+        """A fault armed by ``node.faults`` for the next message."""
         self.suspended = False
         self._suspend_requested = False
         self._idle = trio.Event()
@@ -146,6 +148,8 @@ class Process:
         try:
             with self._scope:
                 try:
+                    if self.node.faults._take_init_failure(self.name):
+                        raise ProcessExit(ExitReason("error", "injected fault: init failed"))
                     result = self.behaviour.init(self, args)
                     if self.behaviour.is_async:
                         await result
@@ -190,6 +194,10 @@ class Process:
                 await mailbox.wait()
                 continue
             self.current = env
+            if self.fault is not None:
+                reason = self._injected_fault()
+                if reason is not None:
+                    return reason
             started = clock()
             try:
                 reply = behaviour.handle(self, env)
@@ -223,6 +231,18 @@ class Process:
         finally:
             self.node._on_exit(self, reason)
             self.done.set()
+
+    def _injected_fault(self) -> ExitReason | None:
+        """Apply the armed fault to the message about to be handled. A WASM guest gets
+        the real thing where the host can cause it (no fuel, an expired deadline);
+        otherwise the process ends with the reason a real fault gives."""
+        from .faults import MESSAGE_FAULTS
+
+        kind, self.fault = self.fault, None
+        arm = getattr(self.behaviour, "arm_fault", None)
+        if arm is not None and arm(kind):
+            return None
+        return MESSAGE_FAULTS[kind]  # type: ignore[index]
 
     # -- suspension (for code change) ---------------------------------------------------
 

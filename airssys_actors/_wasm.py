@@ -119,6 +119,13 @@ class WasmBehaviour:
         # a kill makes the call trap at the next epoch tick (see ``interrupt``).
         return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=False)
 
+    def arm_fault(self, kind: str) -> bool:
+        """Make the next call hit a real limit (fuel, deadline); False if not possible."""
+        if kind in ("fuel", "deadline") and self.instance is not None:
+            self.instance.next_call_fault = kind
+            return True
+        return False
+
     def interrupt(self) -> None:
         """Stop a running threaded call at once (used by ``kill``)."""
         if self.instance is not None:

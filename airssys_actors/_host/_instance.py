@@ -145,6 +145,7 @@ class GuestInstance:
         self.fuel_used = 0
         self._closed = False
         self.interruptible = interruptible
+        self.next_call_fault: str | None = None
         self.kill_requested = False
         self.call_deadline: float | None = None
         if interruptible:
@@ -201,6 +202,13 @@ class GuestInstance:
     def _arm(self) -> None:
         limits = self.limits
         ctx = self._context
+        if self.next_call_fault is not None:
+            # Fault injection: the real limit, hit on this call.
+            fault, self.next_call_fault = self.next_call_fault, None
+            _set_fuel(ctx, 0 if fault == "fuel" else (limits.fuel or 2**63))
+            self.call_deadline = time.monotonic() if fault == "deadline" and self.interruptible else None
+            _set_deadline(ctx, 0 if fault == "deadline" else 2**62)
+            return
         if limits.fuel is not None:
             _set_fuel(ctx, limits.fuel)
         else:

@@ -1,0 +1,246 @@
+"""Fault injection into a running node, and a reproducible chaos scheduler.
+
+Each fault goes through the same path a real one would: an injected trap, fuel
+exhaustion or stall ends the process with the exit reason a real one gives, on the
+message it was about to handle (which becomes a dead letter, its caller is told at
+once), so supervisors react exactly as they would in production.
+
+    faults = node.faults
+    faults.kill("worker-3")                  # untrappable, reason killed
+    faults.trap_next("worker-3")             # next message: reason trap
+    faults.exhaust_fuel("worker-3")          # next message runs out of fuel: out_of_fuel
+    faults.stall("worker-3")                 # next message passes its deadline: deadline
+    faults.exceed_memory("worker-3")         # next message: memory_limit
+    faults.fail_next_init("worker-3")        # the next process started under that name fails init
+    faults.delay("worker-3", 0.5, count=10)  # the next 10 messages arrive 0.5 s late
+    faults.drop("worker-3", count=10)        # the next 10 messages are dropped (dead letters)
+
+    async with chaos(node, "workers/*", rate=100, seed=7) as scheduler: ...
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+from collections import Counter
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+import attrs
+import trio
+
+from ._errors import NoSuchProcess
+from ._message import Envelope, Kind
+from ._pid import Pid
+from ._reasons import ExitReason
+
+if TYPE_CHECKING:
+    from ._node import Node
+    from ._process import Process
+
+KINDS = ("kill", "trap", "fuel", "deadline", "memory", "init", "delay", "drop")
+"""Every fault kind, as ``inject`` and the CLI name them."""
+
+DEFAULT_MIX = {"kill": 1, "trap": 3, "fuel": 1, "deadline": 1, "memory": 1, "init": 1, "delay": 1, "drop": 1}
+
+#: The exit reason an injected per-message fault ends the process with.
+MESSAGE_FAULTS = {
+    "trap": ExitReason("trap", "injected fault: trap"),
+    "fuel": ExitReason("out_of_fuel", "injected fault: all fuel consumed"),
+    "deadline": ExitReason("deadline", "injected fault: deadline exceeded"),
+    "memory": ExitReason("memory_limit", "injected fault: memory limit exceeded"),
+}
+DROPPED = ExitReason("noconnection", "message dropped by fault injection")
+
+
+class Faults:
+    """The fault injector of one node (``node.faults``)."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._init_failures: Counter[str] = Counter()
+        self.injected: Counter[str] = Counter()
+
+    def _proc(self, target: Pid | str) -> Process:
+        proc = self._node._resolve(target)
+        if proc is None or not proc.alive:
+            raise NoSuchProcess(target)
+        return proc
+
+    def kill(self, target: Pid | str) -> None:
+        """Kill it now (untrappable): reason ``killed``."""
+        self._node.kill(target)
+        self.injected["kill"] += 1
+
+    def _arm(self, target: Pid | str, kind: str) -> None:
+        self._proc(target).fault = kind
+        self.injected[kind] += 1
+
+    def trap_next(self, target: Pid | str) -> None:
+        """Its next message traps: reason ``trap``."""
+        self._arm(target, "trap")
+
+    def exhaust_fuel(self, target: Pid | str) -> None:
+        """Its next message runs out of fuel: reason ``out_of_fuel``."""
+        self._arm(target, "fuel")
+
+    def stall(self, target: Pid | str) -> None:
+        """Its next message runs past its deadline: reason ``deadline``."""
+        self._arm(target, "deadline")
+
+    def exceed_memory(self, target: Pid | str) -> None:
+        """Its next message exceeds the memory limit: reason ``memory_limit``."""
+        self._arm(target, "memory")
+
+    def fail_next_init(self, name: str, times: int = 1) -> None:
+        """The next ``times`` processes started under ``name`` fail ``init``."""
+        self._init_failures[name] += times
+        self.injected["init"] += 1
+
+    def _take_init_failure(self, name: str | None) -> bool:
+        if name is not None and self._init_failures.get(name, 0) > 0:
+            self._init_failures[name] -= 1
+            return True
+        return False
+
+    def delay(self, target: Pid | str, seconds: float, count: int = 1) -> None:
+        """Its next ``count`` messages are delivered ``seconds`` late (in order)."""
+        mailbox = self._proc(target).mailbox
+        node = self._node
+        state = {"left": count}
+
+        def intercept(env: Envelope) -> bool:
+            if state["left"] <= 0:
+                mailbox.intercept = None
+                return False
+            state["left"] -= 1
+
+            def deliver() -> None:
+                try:
+                    mailbox.put_nowait(env, bypass=True)
+                except Exception as exc:  # closed or full by then: accounted, not lost
+                    node._dead_letter(target, env, f"delayed: {type(exc).__name__}")
+
+            node.timers.schedule(seconds, deliver)
+            return True
+
+        mailbox.intercept = intercept
+        self.injected["delay"] += 1
+
+    def drop(self, target: Pid | str, count: int = 1) -> None:
+        """Its next ``count`` messages are dropped: each becomes a dead letter and a
+        dropped call fails at once with reason ``noconnection``."""
+        mailbox = self._proc(target).mailbox
+        node = self._node
+        state = {"left": count}
+
+        def intercept(env: Envelope) -> bool:
+            if state["left"] <= 0:
+                mailbox.intercept = None
+                return False
+            state["left"] -= 1
+            if env.kind == Kind.CALL:
+                node._fail_call(env.ref, DROPPED, target)
+            node._dead_letter(target, env, str(DROPPED))
+            return True
+
+        mailbox.intercept = intercept
+        self.injected["drop"] += 1
+
+    def inject(self, target: Pid | str, kind: str, *, seconds: float = 0.05, count: int = 1) -> None:
+        """Inject a fault by kind name (one of :data:`KINDS`)."""
+        if kind == "kill":
+            self.kill(target)
+        elif kind in MESSAGE_FAULTS:
+            self._arm(target, kind)
+        elif kind == "init":
+            proc = self._proc(target)
+            if proc.name is None:
+                raise ValueError("an init fault needs a named process (it applies to its restart)")
+            self.fail_next_init(proc.name)
+            self.kill(target)
+        elif kind == "delay":
+            self.delay(target, seconds, count)
+        elif kind == "drop":
+            self.drop(target, count)
+        else:
+            raise ValueError(f"unknown fault {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+@attrs.frozen
+class Injection:
+    """One fault the chaos scheduler injected."""
+
+    time: float
+    kind: str
+    target: str
+
+
+class ChaosScheduler:
+    """Injects a random mix of faults at ``rate`` per second into live processes whose
+    registered name matches ``pattern``. Reproducible: the same seed over the same set of
+    names gives the same sequence of (fault, target)."""
+
+    def __init__(self, node: Node, pattern: str, rate: float, *, mix: dict[str, float] | None = None,
+                 seed: int = 0, delay: float = 0.05, count: int = 1) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0, got {rate}")
+        self.node = node
+        self.pattern = pattern
+        self.rate = rate
+        self.mix = dict(mix or DEFAULT_MIX)
+        unknown = set(self.mix) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds in mix: {sorted(unknown)}")
+        self.random = random.Random(seed)
+        self.delay = delay
+        self.count = count
+        self.injections: list[Injection] = []
+        self.skipped = 0
+
+    def targets(self) -> list[str]:
+        return sorted(n for n in self.node.registered() if fnmatch.fnmatchcase(n, self.pattern))
+
+    def step(self) -> Injection | None:
+        """Inject one fault now (or count a skip when nothing matches)."""
+        names = self.targets()
+        kinds = list(self.mix)
+        kind = self.random.choices(kinds, weights=[self.mix[k] for k in kinds])[0]
+        if not names:
+            self.skipped += 1
+            return None
+        target = names[self.random.randrange(len(names))]
+        try:
+            self.node.faults.inject(target, kind, seconds=self.delay, count=self.count)
+        except (NoSuchProcess, ValueError):
+            self.skipped += 1
+            return None
+        injection = Injection(trio.current_time(), kind, target)
+        self.injections.append(injection)
+        return injection
+
+    async def run(self, duration: float | None = None) -> None:
+        """Inject at a steady rate for ``duration`` seconds (or until cancelled)."""
+        period = 1.0 / self.rate
+        start = trio.current_time()
+        n = 0
+        while duration is None or trio.current_time() - start < duration:
+            self.step()
+            n += 1
+            await trio.sleep_until(start + n * period)
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(i.kind for i in self.injections)
+
+
+@asynccontextmanager
+async def chaos(node: Node, pattern: str, rate: float, **options: Any) -> AsyncIterator[ChaosScheduler]:
+    """Run a :class:`ChaosScheduler` for the duration of the block."""
+    scheduler = ChaosScheduler(node, pattern, rate, **options)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scheduler.run)
+        try:
+            yield scheduler
+        finally:
+            nursery.cancel_scope.cancel()
