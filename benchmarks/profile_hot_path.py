@@ -136,6 +136,26 @@ def breakdown(n: int) -> list[tuple[str, str, float | None]]:
     add("guest call", "  get_bytes(32 B): reply list<u8> back to bytes", read_reply)
     add("guest call", "  one ctypes.byref()", lambda: per_op(lambda: byref(inst._result), n))
 
+    def binding_cost(own: bool) -> float:
+        # One ctypes call (set fuel) through wasmtime-py's binding (a Python wrapper and a
+        # POINTER(wasmtime_error_t) result object) or through a binding of our own with
+        # a void* result and the context passed as an address.
+        from wasmtime import _bindings
+
+        ctx = inst._context
+        if not own:
+            fn = _bindings.wasmtime_context_set_fuel
+            return per_op(lambda: fn(ctx, 1_000_000_000), n)
+        lib = ctypes.CDLL(_bindings.dll._name)
+        raw = lib.wasmtime_context_set_fuel
+        raw.restype = ctypes.c_void_p
+        raw.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
+        address = ctypes.cast(ctx, ctypes.c_void_p).value
+        return per_op(lambda: raw(address, 1_000_000_000), n)
+
+    add("guest call", "  one ctypes call via wasmtime-py's binding (set_fuel)", lambda: binding_cost(False))
+    add("guest call", "  same via an own binding: void* result, context as address", lambda: binding_cost(True))
+
     # -- runtime bookkeeping (plain Python) ----------------------------------------------
     pid = Pid("local", 2)
     procs = {pid: object()}
@@ -146,6 +166,13 @@ def breakdown(n: int) -> list[tuple[str, str, float | None]]:
     add("runtime", "str(Pid) (done per message from a process sender)", lambda: per_op(lambda: str(pid), n))
     add("runtime", "Pid.parse('<local.2>') (done for every guest send to an address)",
         lambda: per_op(lambda: Pid.parse("<local.2>"), n))
+    def local_import() -> float:
+        def with_import() -> None:
+            from airssys_actors._process import ProcessExit  # noqa: F401
+
+        return per_op(with_import, n) - per_op(lambda: None, n)
+
+    add("runtime", "a function-level 'from ._process import ProcessExit' (extra cost per run)", local_import)
     add("runtime", "time.perf_counter() x2 (process loop handle_seconds)",
         lambda: per_op(lambda: (clock(), clock()), n))
 

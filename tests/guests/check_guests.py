@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import msgpack
 import wasmtime
@@ -320,6 +321,163 @@ def check_counter():
     check("counter: count kept after bad upgrade", g2.call("get"), P(3))
 
 
+def check_counter_downgrade():
+    """counter (v1) also takes counter_v2's snapshot, a map with "count", for a downgrade."""
+    path = EXAMPLES / "counter.wat"
+    g = Guest(path)
+    g.init(P({"start": 7}))
+    for label, state, count in [
+            ("a v2 snapshot", P({"count": 12, "updates": 3}), 12),
+            ("count only", P({"count": -5}), -5),
+            ("count last, other keys first", P({"updates": 1, "version": "v2", "x": [1, {"a": None}], "count": 2**40}), 2**40),
+            ("a non-str key", P({1: "one", "count": 9, b"bin": 2}), 9),
+            ("count as int64", b"\x81\xa5count\xd3\x80\x00\x00\x00\x00\x00\x00\x00", -(2**63)),
+            ("count as map16", b"\xde\x00\x01\xa5count\x05", 5),
+            ("count as str8 key", b"\x81\xd9\x05count\x06", 6),
+            ("a later count wins", b"\x82\xa5count\x01\xa5count\x02", 2)]:
+        check(f"counter: upgrade from {label}", g.upgrade("v2", state), None)
+        check(f"counter: count after upgrade from {label}", g.call("get"), P(count))
+    g.upgrade("v2", P({"count": 4}))
+    for label, state in [("an empty map", P({})), ("a map without count", P({"updates": 1, "start": 3})),
+                         ("count a str", P({"count": "4"})), ("count nil", P({"count": None})),
+                         ("count a float", P({"count": 4.0})), ("a truncated map", P({"count": 1, "x": "abc"})[:-1]),
+                         ("a map with trailing bytes", P({"count": 1}) + b"\xc0"), ("an array", P([1])),
+                         ("a key without value", b"\x81\xa5count"), ("COUNT", P({"COUNT": 1}))]:
+        check(f"counter: upgrade {label} -> bad state", g.upgrade("v2", state), "bad state")
+    check("counter: count kept after bad map upgrades", g.call("get"), P(4))
+
+
+def check_counter_v2():
+    path = EXAMPLES / "counter_v2.wat"
+
+    def stats(count, updates):
+        return P({"count": count, "updates": updates, "version": "v2"})
+
+    g = Guest(path)
+    check("counter_v2: init nil", g.init(P(None)), None)
+    check("counter_v2: stats after nil", g.call("stats"), stats(0, 0))
+    check("counter_v2: stats bytes, keys in order",
+          g.call("stats"), b"\x83\xa5count\x00\xa7updates\x00\xa7version\xa2v2")
+    check("counter_v2: init empty args", g.init(b""), None)
+    check("counter_v2: init {}", g.init(P({})), None)
+    g.call(3)
+    check("counter_v2: init {start} among other keys", g.init(P({"a": [1, 2], 5: None, "start": 41, "z": {}})), None)
+    check("counter_v2: init resets updates", g.call("stats"), stats(41, 0))
+    g.call(1)
+    check("counter_v2: init nil resets both", (g.init(P(None)), g.call("stats")), (None, stats(0, 0)))
+    g.call(1)
+    check("counter_v2: init empty resets both", (g.init(b""), g.call("stats")), (None, stats(0, 0)))
+    for label, args in [("a str", P("x")), ("an int", P(3)), ("start a str", P({"start": "x"})),
+                        ("a truncated map", b"\x82\xa5start\x01"), ("nil with trailing bytes", b"\xc0\xc0")]:
+        check(f"counter_v2: init {label} -> bad args", g.init(args), "bad args")
+
+    g = Guest(path)
+    g.init(P({"start": 10}))
+    check("counter_v2: call int adds", g.call(5), P(15))
+    check("counter_v2: cast int adds, no reply", g.cast(5), None)
+    check("counter_v2: cast incr, no reply", g.cast("incr"), None)
+    check("counter_v2: call incr", g.call("incr"), P(22))
+    check("counter_v2: call get", g.call("get"), P(22))
+    check("counter_v2: call negative", g.call(-30), P(-8))
+    check("counter_v2: 0 is not an update", g.call(0), P(-8))
+    check("counter_v2: cast stats, no reply", g.cast("stats"), None)
+    check("counter_v2: stats counts updates", g.call("stats"), stats(-8, 5))
+    check("counter_v2: str8 incr", g.call(b"\xd9\x04incr"), P(-7))
+    check("counter_v2: uint64", g.call(b"\xcf\x00\x00\x00\x01\x00\x00\x00\x00"), P(2**32 - 7))
+    for label, msg in [("an unknown str", P("nope")), ("a float", P(1.5)), ("a list", P(["stats"])),
+                       ("nil", P(None)), ("empty", b""), ("stats with trailing bytes", P("stats") + b"\x00"),
+                       ("a map", P({"count": 1}))]:
+        check(f"counter_v2: call {label} -> unknown message", g.call(msg), "unknown message")
+    check("counter_v2: cast unknown -> unknown message", g.cast("nope"), "unknown message")
+    for kind in ["reply", "failed", "down", "timer"]:
+        check(f"counter_v2: {kind} envelope ignored", g.handle(kind, 1, P(100)), None)
+    check("counter_v2: exit envelope ignored", g.handle("exit", None, P(100), "<x.1>"), None)
+    check("counter_v2: unchanged by errors and other kinds", g.call("stats"), stats(2**32 - 7, 7))
+    check("counter_v2: snapshot", g.snapshot(), P({"count": 2**32 - 7, "updates": 7}))
+    check("counter_v2: snapshot bytes", g.snapshot(), b"\x82\xa5count\xce\xff\xff\xff\xf9\xa7updates\x07")
+
+    # upgrade: a v1 int, a v2 map, extremes encoded shortest
+    g2 = Guest(path)
+    check("counter_v2: upgrade from a v2 snapshot", g2.upgrade("v2", g.snapshot()), None)
+    check("counter_v2: stats after upgrade from v2", g2.call("stats"), stats(2**32 - 7, 7))
+    for label, state, count, updates in [
+            ("a v1 int", P(41), 41, 0), ("a negative v1 int", P(-(2**40)), -(2**40), 0),
+            ("count only", P({"count": 3}), 3, 0),
+            ("updates first, other keys", P({"updates": 9, "x": [1, {"y": b"z"}], 4: 4, "count": -1}), -1, 9),
+            ("extremes", P({"count": -(2**63), "updates": 2**63 - 1}), -(2**63), 2**63 - 1),
+            ("count as map16", b"\xde\x00\x02\xa5count\x05\xa7updates\xd0\x80", 5, -128)]:
+        check(f"counter_v2: upgrade from {label}", g2.upgrade("v1", state), None)
+        check(f"counter_v2: stats after upgrade from {label}", g2.call("stats"), stats(count, updates))
+        check(f"counter_v2: snapshot after upgrade from {label}", g2.snapshot(),
+              P({"count": count, "updates": updates}))
+    g2.upgrade("v1", P({"count": 8, "updates": 2}))
+    for label, state in [("a str", P("3")), ("empty", b""), ("nil", P(None)), ("an empty map", P({})),
+                         ("updates only", P({"updates": 1})), ("count a str", P({"count": "1"})),
+                         ("updates a str", P({"count": 1, "updates": "2"})), ("updates nil", P({"count": 1, "updates": None})),
+                         ("an int with trailing bytes", P(1) + b"\x01"), ("a map with trailing bytes", P({"count": 1}) + b"\x01"),
+                         ("a truncated map", P({"count": 1, "updates": 300})[:-1]), ("an array", P([1, 2]))]:
+        check(f"counter_v2: upgrade {label} -> bad state", g2.upgrade("v1", state), "bad state")
+    check("counter_v2: state kept after bad upgrades", g2.call("stats"), stats(8, 2))
+    check("counter_v2: updates continue after upgrade", (g2.call("incr"), g2.call("stats")), (P(9), stats(9, 3)))
+
+
+def check_upgrade_roundtrip():
+    """counter v1 -> v2 -> v1 through real instances, as a hot upgrade and a downgrade do."""
+    v1 = Guest(EXAMPLES / "counter.wat")
+    check("roundtrip: v1 init", v1.init(P({"start": 40})), None)
+    check("roundtrip: v1 at 41", v1.call("incr"), P(41))
+    s = v1.snapshot()
+    check("roundtrip: v1 snapshot is an int", s, P(41))
+    v2 = Guest(EXAMPLES / "counter_v2.wat")
+    check("roundtrip: v2 upgrade from v1", v2.upgrade("v1", s), None)
+    check("roundtrip: v2 stats", U(v2.call("stats")), {"count": 41, "updates": 0, "version": "v2"})
+    check("roundtrip: v2 incr", v2.call("incr"), P(42))
+    s2 = v2.snapshot()
+    check("roundtrip: v2 snapshot", U(s2), {"count": 42, "updates": 1})
+    back = Guest(EXAMPLES / "counter.wat")
+    check("roundtrip: v1 upgrade from v2 (downgrade)", back.upgrade("v2", s2), None)
+    check("roundtrip: v1 get 42", back.call("get"), P(42))
+    check("roundtrip: v1 snapshot again an int", back.snapshot(), P(42))
+    # and up again: the downgraded state starts updates from 0
+    again = Guest(EXAMPLES / "counter_v2.wat")
+    again.upgrade("v1", back.snapshot())
+    check("roundtrip: v2 again", U(again.call("stats")), {"count": 42, "updates": 0, "version": "v2"})
+    # the old instance kept working throughout (a rolled-back upgrade goes on with it)
+    check("roundtrip: old v1 untouched", v1.call("get"), P(41))
+
+
+def check_counter_variants():
+    """counter_reject and counter_trap: counter v1 with an upgrade that refuses or traps."""
+    for name in ["counter_reject", "counter_trap"]:
+        g = Guest(EXAMPLES / f"{name}.wat")
+        check(f"{name}: init {{start}}", g.init(P({"x": 1, "start": 5})), None)
+        check(f"{name}: call int", g.call(5), P(10))
+        check(f"{name}: cast incr", g.cast("incr"), None)
+        check(f"{name}: call get", g.call("get"), P(11))
+        check(f"{name}: unknown", g.call("stats"), "unknown message")
+        check(f"{name}: init bad args", g.init(P("x")), "bad args")
+        check(f"{name}: down ignored", g.handle("down", 1, P(1)), None)
+        check(f"{name}: snapshot", g.snapshot(), P(11))
+
+    path = EXAMPLES / "counter_reject.wat"
+    g = Guest(path)
+    g.init(P({"start": 3}))
+    long = "v" + "9" * 300
+    for label, version, state in [("v1 state", "v1", P(41)), ("v2 state", "v2", P({"count": 1, "updates": 0})),
+                                  ("empty version", "", P(1)), ("a unicode version", "v1-é✓", P(1)),
+                                  ("a long version", long, b"\x00" * 5000)]:
+        check(f"counter_reject: upgrade {label}", g.upgrade(version, state), "refusing state from " + version)
+    check("counter_reject: count kept", g.call("get"), P(3))
+    check("counter_reject: snapshot kept", g.snapshot(), P(3))
+
+    path = EXAMPLES / "counter_trap.wat"
+    check_raises("counter_trap: upgrade traps", lambda: Guest(path).upgrade("v1", P(41)), "unreachable")
+    check_raises("counter_trap: upgrade of nothing traps", lambda: Guest(path).upgrade("", b""), "unreachable")
+    g = Guest(path)
+    g.init(P({"start": 3}))
+    check_raises("counter_trap: upgrade after init traps", lambda: g.upgrade("v2", P({"count": 1})), "unreachable")
+
+
 # ---------------------------------------------------------------------------------------
 # crasher
 
@@ -396,6 +554,163 @@ def check_crasher():
     check("crasher: spam ignores send errors", g.call("spam"), P("spammed"))
     check("crasher: spam tried 100000 sends", len(g.host.named("send")), 100000)
     check("crasher: ping after spam", g.call("ping"), P("pong"))
+
+
+def check_crasher_spin():
+    path = EXAMPLES / "crasher.wat"
+    g = Guest(path)
+    for n in [1, 2, 1000, 1_000_000]:
+        check(f"crasher: spin {n}", g.call(["spin", n]), P("spun"))
+    check("crasher: spin 0 (no iterations)", g.call(["spin", 0]), P("spun"))
+    check("crasher: spin negative (no iterations)", g.call(["spin", -5]), P("spun"))
+    check("crasher: spin as uint64", g.call(b"\x92\xa4spin\xcf\x00\x00\x00\x00\x00\x00\x00\x10"), P("spun"))
+    check("crasher: spin (cast) no reply", g.cast(["spin", 1000]), None)
+    for label, msg in [("spin without n", P(["spin"])), ("spin with a str", P(["spin", "x"])),
+                       ("spin with a float", P(["spin", 1.5])), ("spin with a third element", P(["spin", 1, 2])),
+                       ("another array command", P(["spun", 1])), ("bare str spin", P("spin")),
+                       ("spin with trailing bytes", P(["spin", 1]) + b"\x00"), ("an empty array", P([])),
+                       ("a truncated spin", P(["spin", 300])[:-1])]:
+        check(f"crasher: {label} -> pong", g.call(msg), P("pong"))
+    # a plain counted loop, 7 units of fuel per iteration (the header says so); all three
+    # counts are uint32 in msgpack, so decoding them costs the same
+    used = []
+    for n in [70_000, 80_000, 1_070_000]:
+        g = Guest(path, fuel=100_000_000)
+        before = g.store.get_fuel()
+        g.call(["spin", n])
+        used.append(before - g.store.get_fuel())
+    check("crasher: spin costs 7 fuel per iteration", (used[1] - used[0], used[2] - used[0]), (70_000, 7_000_000))
+    check_raises("crasher: spin runs out of fuel", lambda: Guest(path, fuel=20_000_000).call(["spin", 10_000_000]), "fuel")
+    # the long one finishes (no fuel here); it is a real loop, not optimised away
+    g = Guest(path)
+    start = time.perf_counter()
+    check("crasher: spin 300000000 finishes", g.call(["spin", 300_000_000]), P("spun"))
+    took = time.perf_counter() - start
+    check("crasher: spin 300000000 takes a measurable time", took > 0.01, True)
+    if VERBOSE:
+        print(f"      (spin 300000000 took {took:.3f} s)")
+    check("crasher: ping after spin", g.call("ping"), P("pong"))
+
+
+# ---------------------------------------------------------------------------------------
+# blob
+
+
+BLOB_MAX = 8 << 20
+
+
+def pattern(n):
+    return bytes(i % 251 for i in range(n))
+
+
+def check_blob():
+    path = EXAMPLES / "blob.wat"
+    g = Guest(path)
+    check("blob: init nil", g.init(P(None)), None)
+    check("blob: size after nil", g.call("size"), P(0))
+    check("blob: sum after nil", g.call("sum"), P(0))
+    check("blob: snapshot after nil", g.snapshot(), b"")
+    check("blob: init empty args", g.init(b""), None)
+    check("blob: init {} is empty", (g.init(P({})), g.call("size")), (None, P(0)))
+    check("blob: ping", g.call("ping"), P("pong"))
+    check("blob: cast ping, no reply", g.cast("ping"), None)
+    for n in [0, 1, 250, 251, 252, 502, 503, 1000, 65536, 100_000]:
+        check(f"blob: init size {n}", g.init(P({"size": n})), None)
+        check(f"blob: size {n}", g.call("size"), P(n))
+        check(f"blob: sum {n}", g.call("sum"), P(sum(pattern(n))))
+        check(f"blob: snapshot {n} is the pattern", g.snapshot() == pattern(n), True)
+    check("blob: init {size} among other keys", g.init(P({"a": [1, {"b": None}], 3: "x", "size": 300, "z": 1.5})), None)
+    check("blob: size 300", g.call("size"), P(300))
+    check("blob: init size as uint32", g.init(b"\x81\xa4size\xce\x00\x00\x01\x00"), None)
+    check("blob: size 256", g.call("size"), P(256))
+    check("blob: init 8 MiB", g.init(P({"size": BLOB_MAX})), None)
+    check("blob: size 8 MiB", g.call("size"), P(BLOB_MAX))
+    check("blob: sum 8 MiB", g.call("sum"), P(sum(pattern(BLOB_MAX)) % 2**32))
+    for label, args in [("size 8 MiB + 1", P({"size": BLOB_MAX + 1})), ("size -1", P({"size": -1})),
+                        ("size 2^32", P({"size": 2**32})), ("size a str", P({"size": "10"})),
+                        ("size nil", P({"size": None})), ("a str", P("size")), ("an int", P(10)),
+                        ("a truncated map", b"\x81\xa4size\xcd\x01"), ("nil with trailing bytes", b"\xc0\x00")]:
+        check(f"blob: init {label} -> bad args", g.init(args), "bad args")
+    check("blob: bad args keep the blob", g.call("size"), P(BLOB_MAX))
+    check("blob: init smaller again", g.init(P({"size": 10})), None)
+    check("blob: smaller blob's sum", g.call("sum"), P(45))
+
+    # ints echo; anything else is an unknown message
+    for n in [0, 1, -1, 127, 128, 2**32, -(2**63), 2**63 - 1]:
+        check(f"blob: call int {n}", g.call(n), P(n))
+    check("blob: call uint8 5 answers it shortest", g.call(b"\xcc\x05"), P(5))
+    check("blob: cast int, no reply", g.cast(7), None)
+    check("blob: cast size, no reply", g.cast("size"), None)
+    check("blob: cast sum, no reply", g.cast("sum"), None)
+    for label, msg in [("an unknown str", P("nope")), ("a float", P(1.5)), ("nil", P(None)), ("empty", b""),
+                       ("a list", P(["size"])), ("size with trailing bytes", P("size") + b"\x00")]:
+        check(f"blob: call {label} -> unknown message", g.call(msg), "unknown message")
+    for kind in ["reply", "failed", "down", "timer"]:
+        check(f"blob: {kind} envelope ignored", g.handle(kind, 1, P("size")), None)
+    check("blob: exit envelope ignored", g.handle("exit", None, P("size"), "<x.1>"), None)
+
+    # the bump heap lives above the blob: big payloads must not touch it
+    g = Guest(path)
+    g.init(P({"size": 100_000}))
+    want = P(sum(pattern(100_000)))
+    check("blob: 2 MiB payload (unknown message)", g.call(P(b"\xff" * (2 << 20))), "unknown message")
+    check("blob: 300 KB payload of 0xff", g.call(b"\xff" * 300_000), "unknown message")
+    check("blob: sum kept after big payloads", g.call("sum"), want)
+    check("blob: snapshot kept after big payloads", g.snapshot() == pattern(100_000), True)
+
+    # snapshot -> upgrade into fresh instances, and into ones holding bigger / smaller blobs
+    for n in [100, 10 << 10, 1 << 20]:
+        old = Guest(path)
+        old.init(P({"size": n}))
+        state = old.snapshot()
+        check(f"blob {n}: snapshot is raw, {n} bytes", (len(state), state[:3]), (n, pattern(3)))
+        want_sum = old.call("sum")
+        for label, setup in [("a fresh instance", None), ("an instance with 2 MiB", 2 << 20),
+                             ("an instance with 10 bytes", 10)]:
+            new = Guest(path)
+            if setup is not None:
+                new.init(P({"size": setup}))
+            check(f"blob {n}: upgrade into {label}", new.upgrade("blob-v1", state), None)
+            check(f"blob {n}: size after upgrade into {label}", new.call("size"), P(n))
+            check(f"blob {n}: sum after upgrade into {label}", new.call("sum"), want_sum)
+        check(f"blob {n}: snapshot of the upgraded one", new.snapshot() == state, True)
+        check(f"blob {n}: calls after upgrade", (new.call(5), new.call("ping")), (P(5), P("pong")))
+        check(f"blob {n}: sum still right after calls", new.call("sum"), want_sum)
+
+    # arbitrary bytes as state, repeated upgrades in one instance
+    g = Guest(path)
+    for label, state in [("random bytes", bytes((i * 7919 + 13) % 256 for i in range(70_000))),
+                         ("all 0xff", b"\xff" * 50_000), ("empty", b""), ("one byte", b"\x07")]:
+        check(f"blob: upgrade {label}", g.upgrade("x", state), None)
+        check(f"blob: {label} size", g.call("size"), P(len(state)))
+        check(f"blob: {label} sum", g.call("sum"), P(sum(state) % 2**32))
+        check(f"blob: {label} snapshot", g.snapshot() == state, True)
+
+    # the 8 MiB limit of upgrade; a copy with a 4096-byte limit, as lowering 8 MiB through
+    # wasmtime-py's dynamic API takes seconds
+    text = path.read_text()
+    check("blob: the limit appears twice in code", (text.count("(i64.const 8388608)"), text.count("(i32.const 8388608)")),
+          (1, 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        small = pathlib.Path(tmp) / "blob_4k.wat"
+        small.write_text(text.replace("(i64.const 8388608)", "(i64.const 4096)")
+                             .replace("(i32.const 8388608)", "(i32.const 4096)"))
+        g = Guest(small)
+        g.init(P({"size": 1000}))
+        check("blob (4 KiB limit): init 4096", g.init(P({"size": 4096})), None)
+        check("blob (4 KiB limit): init 4097 -> bad args", g.init(P({"size": 4097})), "bad args")
+        check("blob (4 KiB limit): upgrade 4096", g.upgrade("v", b"\x01" * 4096), None)
+        check("blob (4 KiB limit): upgrade 4097 -> state too large", g.upgrade("v", b"\x02" * 4097), "state too large")
+        check("blob (4 KiB limit): blob kept after too large", (g.call("size"), g.call("sum")), (P(4096), P(4096)))
+        check("blob (4 KiB limit): upgrade 1 MiB -> state too large", g.upgrade("v", b"\x02" * (1 << 20)), "state too large")
+        check("blob (4 KiB limit): blob still kept", g.snapshot(), b"\x01" * 4096)
+
+    # memory grows only as the blob needs: the default limit, then a tight one
+    g = Guest(path, memory_limit=4 << 20)
+    check("blob: 3 MiB under a 4 MiB memory limit", g.init(P({"size": 3 << 20})), None)
+    check("blob: 3 MiB sum", g.call("sum"), P(sum(pattern(3 << 20)) % 2**32))
+    check("blob: 8 MiB under a 4 MiB memory limit -> out of memory", g.init(P({"size": BLOB_MAX})), "out of memory")
+    check("blob: 3 MiB kept after out of memory", g.call("size"), P(3 << 20))
 
 
 # ---------------------------------------------------------------------------------------
@@ -582,6 +897,8 @@ def check_targets():
         print("skip  wasm-tools not found: world conformance not checked")
         return
     expected = {EXAMPLES / "echo.wat": None, EXAMPLES / "counter.wat": None,
+                EXAMPLES / "counter_v2.wat": None, EXAMPLES / "counter_reject.wat": None,
+                EXAMPLES / "counter_trap.wat": None, EXAMPLES / "blob.wat": None,
                 EXAMPLES / "crasher.wat": None, EXAMPLES / "pinger.wat": None,
                 EXAMPLES / "notaworld.wat": "missing export named `handle`",
                 GUESTS / "bad_import.wat": "missing expected export `teleport`",
@@ -599,7 +916,9 @@ def check_targets():
 
 
 def main():
-    for section in [check_targets, check_echo, check_counter, check_crasher, check_pinger, check_refused]:
+    for section in [check_targets, check_echo, check_counter, check_counter_downgrade, check_counter_v2,
+                    check_upgrade_roundtrip, check_counter_variants, check_crasher, check_crasher_spin,
+                    check_blob, check_pinger, check_refused]:
         try:
             section()
         except Exception as e:  # a crash in one section should not hide the others
