@@ -211,11 +211,14 @@ class GuestHost:
     def send(self, to: str, payload: bytes) -> None:
         self._check_target("send", to)
         self._check_size(payload)
+        env = Envelope(Kind.CAST, 0, self.proc.pid, payload)
         try:
-            self.node._deliver_nowait(to, Envelope(Kind.CAST, 0, self.proc.pid, payload))
+            self.node._deliver_nowait(to, env)
         except NoSuchProcess:
             raise HostRefused(f"noproc: {to}") from None
         except MailboxFull:
+            # A guest cannot wait for room; it is told, and the message is accounted for.
+            self.node._dead_letter(to, env, "mailbox_full")
             raise HostRefused(f"mailbox full: {to}") from None
         self.proc.messages_out += 1
 

@@ -100,11 +100,11 @@ async def main() -> None:
         await node.spawn("echo", name="echo")
         await node.spawn("counter", name="counter", args={"start": 0})
         await node.spawn("crasher", name="crasher")
-        # pinger may message these three names, spawn echo once and set two timers.
+        # pinger may message these three names and have one echo child at a time.
         # Everything else is denied: capabilities are deny-by-default.
         await node.spawn("pinger", name="pinger", trap_exits=True,
                          capabilities=Capabilities(send=["echo", "counter", "crasher"],
-                                                   spawn=["echo"], max_children=1, timers=2))
+                                                   spawn=["echo"], max_children=1))
         show("call echo with a msgpack map",
              await ledger.call("echo", {"hello": ["world", 1.5, b"raw"]}))
         await ledger.send("counter", 10)            # a cast: no reply
@@ -135,7 +135,8 @@ async def main() -> None:
         show("pinger spawns an echo (unnamed)", child)
         show(f"parent of {child}", node.process_info(child)["parent"])
         show(f"call {child} 'hi'", await ledger.call(child, "hi"))
-        show("pinger spawns another (max_children=1)", await ledger.call("pinger", ["spawn", "echo"]))
+        show("pinger spawns another (max_children=1)",
+             await ledger.call("pinger", ["spawn", "echo"]))
         console.print(process_table(node))
 
         # -- 5. the sandbox --------------------------------------------------------------
@@ -145,17 +146,21 @@ async def main() -> None:
             # was spawned without capabilities, so its host send returns err.
             show("pinger sends 'hi' to echo", await ledger.call("pinger", ["send", "echo", "hi"]))
             event = await denied.wait_for(lambda e: True, timeout=2)
-        show("event capability_denied", f"{event.name}: {event.data['import']} -> {event.data['target']}", text=True)
+        show("event capability_denied",
+             f"{event.name}: {event.data['import']} -> {event.data['target']}", text=True)
         # Patterns match the address text: pinger was granted the name "echo", not its pid.
         show("pinger asks echo by pid, not by name",
              await ledger.call("pinger", ["ask", str(node.whereis("echo"))]))
 
         # -- 6. monitor, link, crash -----------------------------------------------------
         step("6. Monitors, links and a crash")
-        show("pinger monitors crasher (monitor id)", await ledger.call("pinger", ["monitor", "crasher"]))
-        show("pinger (traps exits) links to crasher", await ledger.call("pinger", ["link", "crasher"]))
+        show("pinger monitors crasher (monitor id)",
+             await ledger.call("pinger", ["monitor", "crasher"]))
+        show("pinger (traps exits) links to crasher",
+             await ledger.call("pinger", ["link", "crasher"]))
         buddy = await node.spawn("pinger", name="buddy", capabilities=Capabilities(send=["crasher"]))
-        show("buddy (does not trap) links to crasher", await ledger.call("buddy", ["link", "crasher"]))
+        show("buddy (does not trap) links to crasher",
+             await ledger.call("buddy", ["link", "crasher"]))
         crasher = node.whereis("crasher")
         # Counters of the two processes that are about to die, for the summary.
         gone = [node.process_info("crasher"), node.process_info("buddy")]
@@ -167,7 +172,8 @@ async def main() -> None:
         show("crasher's exit reason", str(reason), text=True)
         show("buddy's exit reason (linked)", str(await node.wait(buddy)), text=True)
         letter = node.dead_letters()[-1]
-        show("dead letter", f"to={letter.to} kind={letter.kind.name.lower()} value={letter.value!r}", text=True)
+        show("dead letter",
+             f"to={letter.to} kind={letter.kind.name.lower()} value={letter.value!r}", text=True)
         show("  ...because", letter.reason, text=True)
         show("pinger's last DOWN payload", await ledger.call("pinger", "last-down"))
         show("pinger's last EXIT payload", await ledger.call("pinger", "last-exit"))
@@ -194,7 +200,8 @@ async def main() -> None:
         summary.add_column("count", justify="right")
         summary.add_row("messages sent by this script", str(ledger.sent))
         summary.add_row("messages sent by guests", str(sent_by_guests))
-        summary.add_row("replies and DOWN/EXIT delivered as messages", str(answered_requests + signals))
+        summary.add_row("replies and DOWN/EXIT delivered as messages",
+                        str(answered_requests + signals))
         summary.add_row("messages handled", str(handled))
         summary.add_row("dead letters", str(dead))
         summary.add_row("still queued", str(queued))

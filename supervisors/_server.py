@@ -415,6 +415,9 @@ class SupervisorServer(Actor):
                 raise SupervisorError(f"child {state.id!r} has no earlier version to go back to")
             new = state.history[-1]
         assert new is not None
+        if new.name != state.component.name:
+            # A new version keeps the component's name (its identity); versions tell them apart.
+            new = attrs.evolve(new, name=state.component.name)
         return Target(state.pid, self.ctx.pid, str(state.pid) if state.dynamic else state.id, state.component, new)
 
     async def _op_adopt(self, token: int) -> None:
@@ -425,9 +428,8 @@ class SupervisorServer(Actor):
             if state is None:
                 continue  # it exited meanwhile; a restart uses the spec's old version
             self._adopt(state, direction, target.new)
-            if self.template is not None and isinstance(self.template.component, Component) \
-                    and self.template.component.name == target.new.name \
-                    and self.template.component.version != target.new.version:
+            if self.template is not None and self.template.component is target.component:
+                # Dynamic children started from now on get the new version too.
                 self._adopt(self.template, direction, target.new)
 
     @staticmethod

@@ -125,7 +125,8 @@ def test_a_file_listing_is_the_file(block: Block):
 
 @pytest.mark.parametrize("block", EXCERPTS, ids=[b.where for b in EXCERPTS])
 def test_an_excerpt_is_taken_from_its_file(block: Block):
-    source = {line.strip() for line in (ROOT / block.option("from")).read_text(encoding="utf-8").splitlines()}
+    text = (ROOT / block.option("from")).read_text(encoding="utf-8")
+    source = {line.strip() for line in text.splitlines()}
     missing = [line for line in block.body.splitlines() if line.strip() and line.strip() not in source]
     assert missing == [], f"{block.where}: lines not in {block.option('from')}"
 
