@@ -10,6 +10,8 @@ from ._actor import NOREPLY as NOREPLY
 from ._actor import Actor as Actor
 from ._actor import Context as Context
 from ._capabilities import Capabilities as Capabilities
+from ._capabilities import Preopen as Preopen
+from ._capabilities import WasiGrant as WasiGrant
 from ._codec import UndecodableMessage as UndecodableMessage
 from ._codec import decode as decode
 from ._codec import encode as encode
@@ -54,7 +56,7 @@ __all__ = [
     "NodeClosed", "NoSuchProcess", "SpawnFailed", "UnencodableMessage", "Event",
     "Subscription", "Limits", "MailboxStatistics", "Kind", "Message", "Node",
     "NodeStatistics", "Pid", "KILLED", "NOPROC", "NORMAL", "SHUTDOWN", "ExitReason",
-    "Component", "UpgradeFailed", "CodeChange",
+    "Component", "UpgradeFailed", "CodeChange", "Preopen", "WasiGrant",
 ]
 
 

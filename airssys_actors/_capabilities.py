@@ -27,6 +27,34 @@ def matches(pattern: str, address: str) -> bool:
 
 
 @attrs.frozen
+class Preopen:
+    """A host directory a guest may use through WASI, under ``guest_path``."""
+
+    host_path: str = attrs.field(converter=str)
+    guest_path: str = attrs.field(converter=str)
+    writable: bool = False
+    """False: read-only (files and the directory); True: the guest may create and write."""
+
+
+def _env(value: object) -> tuple[tuple[str, str], ...]:
+    items = value.items() if isinstance(value, dict) else value
+    return tuple((str(k), str(v)) for k, v in items)  # type: ignore[union-attr]
+
+
+@attrs.frozen
+class WasiGrant:
+    """WASI access for a guest that imports ``wasi:*``. Without a grant, every WASI call
+    such a guest makes traps. A grant gives exactly these directories and variables
+    (plus WASI's clocks and randomness, which come with it)."""
+
+    dirs: tuple[Preopen, ...] = attrs.field(default=(), converter=tuple)
+    env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_env)
+    """Environment variables the guest sees, as a dict or pairs."""
+    inherit_env: tuple[str, ...] = attrs.field(default=(), converter=_patterns)
+    """Names of host environment variables to pass through (when set)."""
+
+
+@attrs.frozen
 class Capabilities:
     """Grants for one process. The default grants nothing."""
 
@@ -39,6 +67,8 @@ class Capabilities:
     """How many processes it spawned may be alive at once."""
     timers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     """How many timers it may have pending at once (0: may not set timers)."""
+    wasi: WasiGrant | None = None
+    """WASI access (files, environment); None: none."""
 
     @classmethod
     def all(cls, max_children: int = 1000, timers: int = 1000) -> Capabilities:

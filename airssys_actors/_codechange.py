@@ -102,7 +102,8 @@ def prepare(proc: Process, component: Component) -> CodeChange:
     if behaviour.threaded:
         host = _TrioBridge(host)  # type: ignore[arg-type]
     try:
-        instance = GuestInstance(component._compiled, host, behaviour.limits, interruptible=behaviour.threaded)  # type: ignore[arg-type]
+        instance = GuestInstance(component._compiled, host, behaviour.limits,  # type: ignore[arg-type]
+                                 interruptible=behaviour.threaded, wasi=behaviour.capabilities.wasi)
     except GuestTrap as exc:
         raise UpgradeFailed(where, exc.kind, f"the new version trapped while instantiating: {exc}") from None
     try:

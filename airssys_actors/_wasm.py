@@ -107,7 +107,8 @@ class WasmBehaviour:
         if self.threaded:
             host = _TrioBridge(host)
         try:
-            self.instance = GuestInstance(self.component_obj._compiled, host, self.limits, interruptible=self.threaded)
+            self.instance = GuestInstance(self.component_obj._compiled, host, self.limits, interruptible=self.threaded,
+                                          wasi=self.capabilities.wasi)
             self.instance.init(args)
         except GuestError as exc:
             raise ProcessExit(ExitReason("error", str(exc))) from None

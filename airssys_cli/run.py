@@ -21,6 +21,23 @@ from .treefile import load_tree
 async def serve_tree(args: argparse.Namespace, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     tree = load_tree(args.tree)
     out = render.console(stderr=True)
+    # Catch Ctrl-C / SIGTERM from the very start, so that a signal during start-up also
+    # stops the tree cleanly instead of interrupting it mid-way.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as outer:
+            async def on_signal() -> None:
+                async for _ in signals:
+                    out.print("stopping...")
+                    outer.cancel_scope.cancel()
+                    return
+
+            outer.start_soon(on_signal)
+            await _serve(args, tree, out, task_status)
+            outer.cancel_scope.cancel()
+    out.print("stopped.")
+
+
+async def _serve(args: argparse.Namespace, tree: Any, out: Any, task_status: Any) -> None:
     socket = args.socket or default_socket()
     async with Node(args.node_name) as node:
         root = await supervisors.start(node, tree)
@@ -36,20 +53,8 @@ async def serve_tree(args: argparse.Namespace, task_status: Any = trio.TASK_STAT
             out.print(f"metrics on http://{args.metrics}/metrics")
         out.print("Ctrl-C stops the tree in reverse order.")
         task_status.started(node)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_until_tree_stops, root, nursery.cancel_scope, out)
-                async for _ in signals:
-                    out.print("stopping...")
-                    nursery.cancel_scope.cancel()
-                    break
-    out.print("stopped.")
-
-
-async def _until_tree_stops(root: Any, scope: trio.CancelScope, out: Any) -> None:
-    reason = await root.wait()
-    out.print(f"[red]the tree stopped[/red]: root supervisor exited with {reason}")
-    scope.cancel()
+        reason = await root.wait()
+        out.print(f"[red]the tree stopped[/red]: root supervisor exited with {reason}")
 
 
 def run_tree(args: argparse.Namespace) -> int:

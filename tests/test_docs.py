@@ -71,12 +71,13 @@ def blocks(path: Path) -> list[Block]:
         if opening is None:
             i += 1
             continue
-        fence = opening["fence"]
+        fence, indent = opening["fence"], len(opening["indent"])
         body: list[str] = []
         j = i + 1
         while j < len(lines) and not (lines[j].strip().startswith(fence[0] * len(fence))
                                       and lines[j].strip().strip(fence[0]) == ""):
-            body.append(lines[j])
+            line = lines[j]
+            body.append(line[indent:] if line[:indent].strip() == "" else line.lstrip())
             j += 1
         found.append(Block(path, i + 1, tuple(opening["info"].split()), "\n".join(body) + "\n"))
         i = j + 1

@@ -78,8 +78,8 @@ def check_world(compiled: cm.Component, engine: wasmtime.Engine) -> None:
         elif not _same_func(exports[name].ty, world.exports[name]):
             problems.append(f"export {name!r} has the wrong type")
     for name, ext in ty.imports(engine).items():
-        if name == TYPES_INTERFACE:
-            continue
+        if name == TYPES_INTERFACE or name.startswith("wasi:"):
+            continue  # WASI imports trap unless the process is granted WASI
         if name != HOST_INTERFACE:
             problems.append(f"imports {name!r}, which the host does not provide")
             continue
@@ -117,6 +117,12 @@ def _first_line(exc: BaseException) -> str:
 def _is_core_module(binary: bytes) -> bool:
     # Layer/version field: core modules are version 1, components 0x0001000d-ish with layer 1.
     return len(binary) >= 8 and binary[4:8] == b"\x01\x00\x00\x00"
+
+
+def imports_wasi(compiled: cm.Component) -> bool:
+    """Whether the component imports any ``wasi:*`` interface."""
+    engine = engine_host().engine
+    return any(name.startswith("wasi:") for name in compiled.type.imports(engine))
 
 
 _MEMO: dict[str, cm.Component] = {}

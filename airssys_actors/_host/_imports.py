@@ -184,14 +184,26 @@ def _finalize(env):  # type: ignore[no-untyped-def]
     return None
 
 
-_LINKER: cm.Linker | None = None
+_LINKERS: dict[object, cm.Linker] = {}
 
 
-def linker(engine: wasmtime.Engine) -> cm.Linker:
-    """The linker that provides ``airssys:actor/host`` (built once per engine)."""
-    global _LINKER
-    if _LINKER is not None:
-        return _LINKER
+def linker(engine: wasmtime.Engine, *, wasi: bool = False, deny_unknown: cm.Component | None = None) -> cm.Linker:
+    """The linker that provides ``airssys:actor/host``: plus WASI p2 when ``wasi``; or,
+    for a component that imports WASI without a grant, with those imports as traps."""
+    key: object = ("wasi",) if wasi else ("deny", id(deny_unknown)) if deny_unknown is not None else ("host",)
+    cached = _LINKERS.get(key)
+    if cached is not None:
+        return cached
+    link = _host_linker(engine)
+    if wasi:
+        link.add_wasip2()
+    if deny_unknown is not None:
+        link.define_unknown_imports_as_traps(deny_unknown)
+    _LINKERS[key] = link
+    return link
+
+
+def _host_linker(engine: wasmtime.Engine) -> cm.Linker:
     link = cm.Linker(engine)
     with link.root() as root:
         with root.add_instance(TYPES_INTERFACE):
@@ -205,5 +217,4 @@ def linker(engine: wasmtime.Engine) -> cm.Linker:
                 )
                 if err:
                     raise wasmtime.WasmtimeError._from_ptr(err)
-    _LINKER = link
     return link

@@ -10,8 +10,10 @@ means, an ``err`` result :class:`GuestError`.
 from __future__ import annotations
 
 import ctypes
+import os
 import time
 from ctypes import byref
+from typing import Any, Protocol
 
 import attrs
 import wasmtime
@@ -20,6 +22,7 @@ from wasmtime import component as cm
 
 from . import _abi
 from ._engine import TICK_SECONDS, engine_host
+from ._component import imports_wasi
 from ._imports import HOSTS, HostApi, linker
 
 Val = _abi.Val
@@ -46,6 +49,22 @@ class Limits:
     table_elements: int | None = 100_000
     max_message: int = 1 << 20
     """Largest message, in encoded bytes, it may send or receive."""
+
+
+class WasiGrantLike(Protocol):
+    dirs: tuple[Any, ...]
+    env: tuple[tuple[str, str], ...]
+    inherit_env: tuple[str, ...]
+
+
+def _wasi_config(grant: WasiGrantLike) -> wasmtime.WasiConfig:
+    config = wasmtime.WasiConfig()
+    for pre in grant.dirs:
+        config.preopen_dir(pre.host_path, pre.guest_path, pre.writable)
+    env = list(grant.env) + [(k, os.environ[k]) for k in grant.inherit_env if k in os.environ]
+    if env:
+        config.env(env)
+    return config
 
 
 class GuestError(Exception):
@@ -128,7 +147,8 @@ class GuestInstance:
     in a worker thread is stopped; inline calls are bounded by fuel and deadline only.
     """
 
-    def __init__(self, component: cm.Component, host: HostApi, limits: Limits, *, interruptible: bool = False) -> None:
+    def __init__(self, component: cm.Component, host: HostApi, limits: Limits, *, interruptible: bool = False,
+                 wasi: WasiGrantLike | None = None) -> None:
         host_engine = engine_host()
         self.limits = limits
         self._store = store = wasmtime.Store(host_engine.engine)
@@ -151,9 +171,16 @@ class GuestInstance:
         if interruptible:
             _WATCHED[self._key] = self
             ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _on_epoch, None, _no_finalizer)
+        if wasi is not None:
+            store.set_wasi(_wasi_config(wasi))
+            link = linker(host_engine.engine, wasi=True)
+        elif imports_wasi(component):
+            link = linker(host_engine.engine, deny_unknown=component)
+        else:
+            link = linker(host_engine.engine)
         try:
             self._arm()
-            instance = self._enter(lambda: linker(host_engine.engine).instantiate(store, component))
+            instance = self._enter(lambda: link.instantiate(store, component))
         except BaseException:
             self.close()
             raise
