@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+	$(BIN)/airssys demo
 
 # The Python guest is built with componentize-py into build/guests/ (cached by source hash).
 python-guest: $(STAMP)

@@ -115,7 +115,18 @@ def cmd_logs(server: ControlServer, follow: bool = True, history: int = 50) -> A
     return stream()
 
 
+async def cmd_inject(server: ControlServer, target: str, fault: str, seconds: float = 0.05, count: int = 1) -> Any:
+    server.node.faults.inject(target, fault, seconds=seconds, count=count)
+    return f"injected {fault} into {target}"
+
+
+async def cmd_metrics(server: ControlServer) -> Any:
+    from .metrics import render_metrics
+
+    return (await render_metrics(server.node, server.root)).decode()
+
+
 HANDLERS = {
     "tree": cmd_tree, "ps": cmd_ps, "send": cmd_send, "call": cmd_call, "deploy": cmd_deploy,
-    "stats": cmd_stats, "logs": cmd_logs,
+    "stats": cmd_stats, "logs": cmd_logs, "inject": cmd_inject,
 }

@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--canary", type=int, default=0, metavar="N", help="change N first and probe them")
     deploy.add_argument("--probe", type=_json_arg, default=None, help="message (JSON) canaries must answer")
 
+    inject = sub.add_parser("inject", parents=[common], help="inject a fault into a process")
+    inject.add_argument("target", help="a registered name or pid")
+    inject.add_argument("fault", choices=["kill", "trap", "fuel", "deadline", "memory", "init", "delay", "drop"])
+    inject.add_argument("--seconds", type=float, default=0.05, help="delay for the delay fault")
+    inject.add_argument("--count", type=int, default=1, help="messages affected by delay/drop")
+
     logs = sub.add_parser("logs", parents=[common], help="the event stream")
     logs.add_argument("--follow", "-f", action="store_true", help="keep streaming new events")
     logs.add_argument("--history", type=int, default=50, help="recent events to show first")
@@ -119,6 +125,9 @@ def _client(args: argparse.Namespace) -> int:
         report = _ask(socket, "deploy", target=args.target, path=str(Path(args.file).resolve()),
                       version=args.version, strategy=strategy, canary=args.canary, probe=args.probe)
         _print(args, report, render.deploy_report(report))
+    elif command == "inject":
+        result = _ask(socket, "inject", target=args.target, fault=args.fault, seconds=args.seconds, count=args.count)
+        _print(args, result, result)
     elif command == "logs":
         trio.run(_logs, args, socket)
     return 0

@@ -1,6 +1,6 @@
 """Supervisor restart latency: from a crash to the restarted child answering a call.
 
-    python -m benchmarks.restart [--size smoke|full] [--json FILE] [--profile FILE]
+    python -m benchmarks.restart [--size smoke|full] [--json FILE] [--profile FILE] [--cpu N|auto|none]
 
 For each child kind (a WAT guest, ``crasher.wat``, whose ``"crash"`` traps; a Python
 ``Actor`` whose ``"crash"`` raises) and each strategy (one_for_one, one_for_all,
@@ -15,7 +15,8 @@ so one_for_one restarts 1 child, one_for_all 3 and rest_for_one 2), a caller tas
     t_ok = perf_counter()
 
 and reports p50/p99 of ``t_ok - t0`` (the figure compared with the targets), of
-``t_ok - t_failed`` (after the caller saw the failure) and of the time until every
+``t_ok - t_failed`` (after the caller saw the failure: informational, since trio may run
+the supervisor's whole restart before it resumes the caller) and of the time until every
 restarted child has answered a ping (``group``; the same as the main figure for
 one_for_one). The children are named, with ``mailbox="keep"``, as in a real tree.
 
@@ -24,7 +25,9 @@ measured in the same run, half before the restart rows and half after. Targets, 
 and never asserted: restart p50 within 3x one spawn, restart p99 under 10x one spawn.
 (Erlang/OTP's own ratio is worse: 10.3 µs restart for a 0.62 µs spawn; see
 /work/shared/reference/performance-anchors.md.) The process is pinned to one CPU
-when the OS allows it.
+when the OS allows it: ``--cpu auto`` (default) picks the idlest CPU at start (CPU 0 on
+an idle machine), so that two benchmarks pinned to CPU 0 on a shared VM do not share it;
+the load average before and after is in the report, as other work shows up in the p99s.
 
 ``--profile FILE`` also runs the one_for_one rows under cProfile, prints the top
 functions and writes the pstats file (FILE.wat / FILE.python).

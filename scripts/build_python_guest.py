@@ -16,10 +16,17 @@ defines ``class WitWorld``) and whatever pure-Python modules it imports. It beco
 airssys:actor/host, as the ``process`` world says: WASI calls (files, clocks,
 stdout, random) trap inside the guest instead of needing a WASI host.
 
+A guest that is meant to use WASI opts out: an (empty) file named ``WASI`` in its
+folder drops ``--stub-wasi``, so the component imports the WASI 0.2 interfaces its
+Python runtime uses (``wasi:filesystem``, ``wasi:cli``, ``wasi:clocks``, ``wasi:random``,
+...). The node runs such a guest only with what ``Capabilities(wasi=WasiGrant(...))``
+grants; without a grant its WASI calls trap (docs/security.md).
+
 A build takes several seconds, so it is skipped when ``NAME.wasm.sha256`` beside the
 output records the same source hash: the WIT files, every .py file of the guest,
-the componentize-py version and the command line above. The output path of each
-guest is printed on stdout (one line each); progress goes to stderr.
+the componentize-py version, the command line above and whether the ``WASI`` marker
+is present. The output path of each guest is printed on stdout (one line each);
+progress goes to stderr.
 
 componentize-py is looked for next to the running interpreter (``sys.executable``),
 then in the repo's ``.venv``; install it with ``pip install componentize-py==0.25.1``.
@@ -42,6 +49,8 @@ WORLD = "process"
 GUESTS_DIR = REPO / "examples" / "python_guest"
 OUT_DIR = REPO / "build" / "guests"
 APP_MODULE = "app"
+#: A file of this name in a guest's folder builds it without ``--stub-wasi``.
+WASI_MARKER = "WASI"
 COMPONENTIZE_PY_PIN = "0.25.1"
 
 
@@ -92,6 +101,11 @@ def source_files(guest_dir: Path) -> list[Path]:
     return wit + py
 
 
+def uses_wasi(guest_dir: Path) -> bool:
+    """Whether the guest opted out of ``--stub-wasi`` (a ``WASI`` file in its folder)."""
+    return (guest_dir / WASI_MARKER).is_file()
+
+
 def componentize_args(exe: Path, guest_dir: Path, output: Path) -> list[str]:
     return [
         str(exe),
@@ -99,7 +113,7 @@ def componentize_args(exe: Path, guest_dir: Path, output: Path) -> list[str]:
         "-w", WORLD,
         "componentize",
         "-p", str(guest_dir),
-        "--stub-wasi",
+        *([] if uses_wasi(guest_dir) else ["--stub-wasi"]),
         "-o", str(output),
         APP_MODULE,
     ]
@@ -113,6 +127,8 @@ def source_hash(guest_dir: Path, tool_version: str) -> str:
         h.update(data)
 
     feed("componentize-py", tool_version.encode())
+    if uses_wasi(guest_dir):  # (absent for stubbed guests, so their hashes stay as they were)
+        feed("wasi-marker", b"no --stub-wasi")
     # The command line, with paths made repo-relative so the hash survives a move.
     args = componentize_args(Path("componentize-py"), guest_dir, Path("OUT"))
     feed("args", "\0".join(a.replace(str(REPO), "<repo>") for a in args).encode())
