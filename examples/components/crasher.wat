@@ -17,9 +17,35 @@
 ;;                     ["spin", n] busy-loop n iterations (n an int; none when n <= 0) in a
 ;;                                 plain counted loop (no host call), then reply "spun".
 ;;                                 Each iteration costs 7 units of fuel.
+;;                   Resource abuse through the host (each replies how many host calls
+;;                   returned ok, as a msgpack int; errors are counted, never trapped on):
+;;                     "timers"    host send-after(self(), "t", 60000 ms) 10000 times
+;;                     "spawn-loop" host spawn("echo", nil) 10000 times
+;;                     ["spam", target]  host send(target, "x") 100000 times (target a str)
+;;                   Replies the host must cope with:
+;;                     "deep"      a msgpack value nested 100000 levels deep: 0x91 (a
+;;                                 one-element array) 100000 times, then nil (0xc0)
+;;                     ["deep", n] the same, n levels (n an int; none when n <= 0)
+;;                     "nested-big" the same, 1000000 levels: 1000001 bytes, just under the
+;;                                 default 1 MiB message limit
+;;                     "liar"      bin32 claiming 0xffffffff bytes, with one byte present
+;;                     "unhashable" a map whose key is an array ({[1]: 1}): valid msgpack
+;;                                 that Python cannot decode into a dict
+;;                   Requests to itself:
+;;                     "self-call" host request(self(), "ping", 100 ms); reply the request id
+;;                                 as an int, or ["error", reason]. The request arrives as a
+;;                                 call from itself once this handler returns, is answered
+;;                                 "pong", and that answer comes back as reply(id).
+;;                     ["self-call", msg, ms] the same with any msgpack value msg (sent as-is)
+;;                                 and a timeout of ms milliseconds
+;;                     "last-answer" reply the last reply(id) / failed(id) envelope seen as
+;;                                 ["reply", payload] / ["failed", payload] (the payload
+;;                                 embedded as-is; one over 8000 bytes is replaced by nil),
+;;                                 or nil when none came yet
 ;;                   anything else (any other str, any other array, or neither) -> reply "pong".
 ;;                   Replies go only to calls; a cast runs the same command and drops the
-;;                   reply. Envelopes of other kinds are ignored.
+;;                   reply. Envelopes of other kinds are ignored, except that reply and
+;;                   failed envelopes are remembered for "last-answer".
 ;;   snapshot        empty; upgrade always ok
 ;;
 ;; Memory below the heap base (65536):
@@ -27,6 +53,8 @@
 ;;   16..32    return area of host calls
 ;;   48..64    zero bytes the msgpack reader falls back on
 ;;   1024..    constant strings, 32 bytes apart
+;;   32768..40960  the last reply / failed envelope: i32 kind (0: none yet) at 32768,
+;;             i32 payload length at 32772, the payload from 32784
 ;; Same layout as echo.wat (docs/guests-wat.md).
 (component
   (type $types-t (instance
@@ -48,7 +76,12 @@
     (export "address" (type $addr (eq $a)))
     (export "self" (func (result $addr)))
     (export "send" (func (param "to" $addr) (param "payload" (list u8)) (result (result (error string)))))
-    (export "stop" (func (param "reason" string)))))
+    (export "stop" (func (param "reason" string)))
+    (export "request" (func (param "to" $addr) (param "payload" (list u8)) (param "timeout-ms" u32)
+                            (result (result u64 (error string)))))
+    (export "send-after" (func (param "to" $addr) (param "payload" (list u8)) (param "delay-ms" u32)
+                               (result (result u64 (error string)))))
+    (export "spawn" (func (param "component" string) (param "args" (list u8)) (result (result $addr (error string)))))))
 
   ;; Memory and a bump allocator; `reset` frees everything above the heap base.
   (core module $Libc
@@ -71,6 +104,9 @@
   (core func $self (canon lower (func $host "self") (memory $memory) (realloc $realloc)))
   (core func $send (canon lower (func $host "send") (memory $memory) (realloc $realloc)))
   (core func $stop (canon lower (func $host "stop") (memory $memory)))
+  (core func $request (canon lower (func $host "request") (memory $memory) (realloc $realloc)))
+  (core func $send-after (canon lower (func $host "send-after") (memory $memory) (realloc $realloc)))
+  (core func $spawn (canon lower (func $host "spawn") (memory $memory) (realloc $realloc)))
 
   (core module $Crasher
     (import "libc" "memory" (memory 1))
@@ -79,6 +115,11 @@
     (import "host" "self" (func $self (param i32)))
     (import "host" "send" (func $send (param i32 i32 i32 i32 i32)))
     (import "host" "stop" (func $stop (param i32 i32)))
+    ;; result<u64, string> at r: byte r, u64 at r+8 or str at r+8 / r+12;
+    ;; result<address, string> at r: byte r, str at r+4 / r+8
+    (import "host" "request" (func $request (param i32 i32 i32 i32 i32 i32)))
+    (import "host" "send-after" (func $send_after (param i32 i32 i32 i32 i32 i32)))
+    (import "host" "spawn" (func $spawn (param i32 i32 i32 i32 i32)))
     (data (i32.const 1024) "init failed")
     (data (i32.const 1056) "fail")
     (data (i32.const 1088) "asked to fail")
@@ -99,6 +140,22 @@
     (data (i32.const 1600) "spam")
     (data (i32.const 1632) "spin")
     (data (i32.const 1664) "\a4spun")                    ;; msgpack "spun"
+    (data (i32.const 1696) "timers")
+    (data (i32.const 1728) "spawn-loop")
+    (data (i32.const 1760) "deep")
+    (data (i32.const 1792) "nested-big")
+    (data (i32.const 1824) "self-call")
+    (data (i32.const 1856) "last-answer")
+    (data (i32.const 1888) "echo")
+    (data (i32.const 1920) "\a1t")                       ;; msgpack "t"
+    (data (i32.const 1952) "\a1x")                       ;; msgpack "x"
+    (data (i32.const 1984) "reply")
+    (data (i32.const 2016) "failed")
+    (data (i32.const 2048) "liar")
+    (data (i32.const 2080) "unhashable")
+    (data (i32.const 2112) "\c0")                        ;; msgpack nil
+    (data (i32.const 2144) "\c6\ff\ff\ff\ff\00")           ;; bin32 of 2^32-1 bytes, 1 present
+    (data (i32.const 2176) "\81\91\01\01")               ;; {[1]: 1}
 
     ;; ---- msgpack helpers (the same block in every guest that reads or writes msgpack) ----
     ;; Decoding walks $mp_pos up to $mp_end. Malformed or truncated input sets the sticky
@@ -369,6 +426,58 @@
           (loop $again
             (br_if $again (i64.ne (local.tee $n (i64.sub (local.get $n) (i64.const 1))) (i64.const 0)))))))
 
+    ;; the msgpack int v on the heap, answered
+    (func $answer_int (param $kind i32) (param $v i64) (result i32)
+      (local $p i32)
+      (local.set $p (call $realloc (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 9)))
+      (call $answer (local.get $kind) (local.get $p)
+            (i32.sub (call $mp_enc_int (local.get $p) (local.get $v)) (local.get $p))))
+    ;; ["error", the n bytes at p as a str], answered
+    (func $answer_error (param $kind i32) (param $p i32) (param $n i32) (result i32)
+      (local $out i32) (local $at i32)
+      (local.set $out (call $realloc (i32.const 0) (i32.const 0) (i32.const 1) (i32.add (local.get $n) (i32.const 12))))
+      (i32.store8 (local.get $out) (i32.const 0x92))
+      (local.set $at (call $mp_enc_str (i32.add (local.get $out) (i32.const 1)) (i32.const 1408) (i32.const 5)))
+      (local.set $at (call $mp_enc_str (local.get $at) (local.get $p) (local.get $n)))
+      (call $answer (local.get $kind) (local.get $out) (i32.sub (local.get $at) (local.get $out))))
+    ;; n levels of one-element arrays around nil, answered
+    (func $answer_deep (param $kind i32) (param $n i64) (result i32)
+      (local $p i32) (local $len i32)
+      (if (i64.lt_s (local.get $n) (i64.const 0)) (then (local.set $n (i64.const 0))))
+      (if (i64.gt_s (local.get $n) (i64.const 0x10000000)) (then (local.set $n (i64.const 0x10000000))))
+      (local.set $len (i32.wrap_i64 (local.get $n)))
+      (local.set $p (call $realloc (i32.const 0) (i32.const 0) (i32.const 1) (i32.add (local.get $len) (i32.const 1))))
+      (memory.fill (local.get $p) (i32.const 0x91) (local.get $len))
+      (i32.store8 (i32.add (local.get $p) (local.get $len)) (i32.const 0xc0))
+      (call $answer (local.get $kind) (local.get $p) (i32.add (local.get $len) (i32.const 1))))
+    ;; request(self(), the n bytes at p, ms): the id as an int, or ["error", reason]
+    (func $self_call (param $kind i32) (param $p i32) (param $n i32) (param $ms i32) (result i32)
+      (call $self (i32.const 16))
+      (call $request (i32.load (i32.const 16)) (i32.load (i32.const 20)) (local.get $p) (local.get $n)
+                     (local.get $ms) (i32.const 16))
+      (if (i32.load8_u (i32.const 16))
+        (then (return (call $answer_error (local.get $kind) (i32.load (i32.const 24)) (i32.load (i32.const 28))))))
+      (call $answer_int (local.get $kind) (i64.load (i32.const 24))))
+    ;; keep a reply (2) / failed (3) envelope's payload for "last-answer"
+    (func $remember (param $kind i32) (param $p i32) (param $n i32)
+      (i32.store (i32.const 32768) (local.get $kind))
+      (if (i32.gt_u (local.get $n) (i32.const 8000))
+        (then (local.set $p (i32.const 2112)) (local.set $n (i32.const 1))))
+      (i32.store (i32.const 32772) (local.get $n))
+      (memory.copy (i32.const 32784) (local.get $p) (local.get $n)))
+    (func $last_answer (param $kind i32) (result i32)
+      (local $out i32) (local $at i32) (local $n i32)
+      (if (i32.eqz (i32.load (i32.const 32768)))
+        (then (return (call $answer (local.get $kind) (i32.const 2112) (i32.const 1)))))
+      (local.set $n (i32.load (i32.const 32772)))
+      (local.set $out (call $realloc (i32.const 0) (i32.const 0) (i32.const 1) (i32.add (local.get $n) (i32.const 16))))
+      (i32.store8 (local.get $out) (i32.const 0x92))
+      (if (i32.eq (i32.load (i32.const 32768)) (i32.const 2))
+        (then (local.set $at (call $mp_enc_str (i32.add (local.get $out) (i32.const 1)) (i32.const 1984) (i32.const 5))))
+        (else (local.set $at (call $mp_enc_str (i32.add (local.get $out) (i32.const 1)) (i32.const 2016) (i32.const 6)))))
+      (memory.copy (local.get $at) (i32.const 32784) (local.get $n))
+      (call $answer (local.get $kind) (local.get $out) (i32.sub (i32.add (local.get $at) (local.get $n)) (local.get $out))))
+
     ;; init(args) -> result<_, string>
     (func (export "init") (param $args i32) (param $len i32) (result i32)
       (local $s i32)
@@ -388,8 +497,46 @@
           (param $sender i32) (param $sender_len i32) (param $payload i32) (param $len i32) (result i32)
       (local $c i32) (local $n i32) (local $me i32) (local $me_len i32) (local $i i32) (local $big i32)
       (local $iters i64)
+      (local $ok i64) (local $t i32) (local $tl i32) (local $m i32)
+      (if (i32.or (i32.eq (local.get $kind) (i32.const 2)) (i32.eq (local.get $kind) (i32.const 3)))
+        (then (call $remember (local.get $kind) (local.get $payload) (local.get $len))))
       (if (i32.gt_u (local.get $kind) (i32.const 1))      ;; not a cast or a call: ignore
         (then (return (call $answer (local.get $kind) (i32.const 0) (i32.const 0)))))
+      ;; ["spam", target], ["deep", n], ["self-call", msg, ms]
+      (call $mp_start (local.get $payload) (local.get $len))
+      (if (call $mp_is_array (call $mp_peek))
+        (then
+          (local.set $n (call $mp_array))
+          (local.set $c (call $mp_str))
+          (local.set $m (global.get $mp_len))
+          (if (i32.and (i32.eq (local.get $n) (i32.const 2)) (call $is (local.get $c) (local.get $m) (i32.const 1600) (i32.const 4)))
+            (then
+              (local.set $t (call $mp_str))
+              (local.set $tl (global.get $mp_len))
+              (if (call $mp_done)
+                (then
+                  (block $sent
+                    (loop $next
+                      (br_if $sent (i32.ge_u (local.get $i) (i32.const 100000)))
+                      (call $send (local.get $t) (local.get $tl) (i32.const 1952) (i32.const 2) (i32.const 16))
+                      (if (i32.eqz (i32.load8_u (i32.const 16))) (then (local.set $ok (i64.add (local.get $ok) (i64.const 1)))))
+                      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                      (br $next)))
+                  (return (call $answer_int (local.get $kind) (local.get $ok)))))))
+          (if (i32.and (i32.eq (local.get $n) (i32.const 2)) (call $is (local.get $c) (local.get $m) (i32.const 1760) (i32.const 4)))
+            (then
+              (local.set $iters (call $mp_int))
+              (if (call $mp_done)
+                (then (return (call $answer_deep (local.get $kind) (local.get $iters)))))))
+          (if (i32.and (i32.eq (local.get $n) (i32.const 3)) (call $is (local.get $c) (local.get $m) (i32.const 1824) (i32.const 9)))
+            (then
+              (local.set $t (global.get $mp_pos))
+              (call $mp_skip)
+              (local.set $tl (i32.sub (global.get $mp_pos) (local.get $t)))
+              (local.set $iters (call $mp_int))
+              (if (call $mp_done)
+                (then (return (call $self_call (local.get $kind) (local.get $t) (local.get $tl)
+                                                (i32.wrap_i64 (local.get $iters))))))))))
       (call $mp_start (local.get $payload) (local.get $len))
       (if (call $mp_is_array (call $mp_peek))             ;; ["spin", n]; other arrays: pong
         (then
@@ -455,6 +602,41 @@
               (local.set $i (i32.add (local.get $i) (i32.const 1)))
               (br $next)))
           (return (call $answer (local.get $kind) (i32.const 1280) (i32.const 8)))))
+      (if (call $is (local.get $c) (local.get $n) (i32.const 1696) (i32.const 6))   ;; timers
+        (then
+          (call $self (i32.const 16))
+          (local.set $me (i32.load (i32.const 16)))
+          (local.set $me_len (i32.load (i32.const 20)))
+          (block $done
+            (loop $next
+              (br_if $done (i32.ge_u (local.get $i) (i32.const 10000)))
+              (call $send_after (local.get $me) (local.get $me_len) (i32.const 1920) (i32.const 2) (i32.const 60000) (i32.const 16))
+              (if (i32.eqz (i32.load8_u (i32.const 16))) (then (local.set $ok (i64.add (local.get $ok) (i64.const 1)))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br $next)))
+          (return (call $answer_int (local.get $kind) (local.get $ok)))))
+      (if (call $is (local.get $c) (local.get $n) (i32.const 1728) (i32.const 10))  ;; spawn-loop
+        (then
+          (block $done
+            (loop $next
+              (br_if $done (i32.ge_u (local.get $i) (i32.const 10000)))
+              (call $spawn (i32.const 1888) (i32.const 4) (i32.const 2112) (i32.const 1) (i32.const 16))
+              (if (i32.eqz (i32.load8_u (i32.const 16))) (then (local.set $ok (i64.add (local.get $ok) (i64.const 1)))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br $next)))
+          (return (call $answer_int (local.get $kind) (local.get $ok)))))
+      (if (call $is (local.get $c) (local.get $n) (i32.const 1760) (i32.const 4))   ;; deep
+        (then (return (call $answer_deep (local.get $kind) (i64.const 100000)))))
+      (if (call $is (local.get $c) (local.get $n) (i32.const 1792) (i32.const 10))  ;; nested-big
+        (then (return (call $answer_deep (local.get $kind) (i64.const 1000000)))))
+      (if (call $is (local.get $c) (local.get $n) (i32.const 2048) (i32.const 4))   ;; liar
+        (then (return (call $answer (local.get $kind) (i32.const 2144) (i32.const 6)))))
+      (if (call $is (local.get $c) (local.get $n) (i32.const 2080) (i32.const 10))  ;; unhashable
+        (then (return (call $answer (local.get $kind) (i32.const 2176) (i32.const 4)))))
+      (if (call $is (local.get $c) (local.get $n) (i32.const 1824) (i32.const 9))   ;; self-call
+        (then (return (call $self_call (local.get $kind) (i32.const 1312) (i32.const 5) (i32.const 100)))))
+      (if (call $is (local.get $c) (local.get $n) (i32.const 1856) (i32.const 11))  ;; last-answer
+        (then (return (call $last_answer (local.get $kind)))))
       ;; "ping" and everything else
       (call $answer (local.get $kind) (i32.const 1216) (i32.const 5)))
 
@@ -473,7 +655,10 @@
     (with "host" (instance
       (export "self" (func $self))
       (export "send" (func $send))
-      (export "stop" (func $stop))))))
+      (export "stop" (func $stop))
+      (export "request" (func $request))
+      (export "send-after" (func $send-after))
+      (export "spawn" (func $spawn))))))
 
   (func (export "init") (param "args" (list u8)) (result (result (error string)))
     (canon lift (core func $crasher "init") (memory $memory) (realloc $realloc) (post-return (core func $crasher "post"))))

@@ -145,3 +145,61 @@ def test_bad_tree_file(tmp_path):
     env = {**os.environ, "AIRSSYS_SOCKET": str(tmp_path / "s.sock")}
     result = airssys("run", str(bad), env=env, check=False)
     assert result.returncode == 1 and "must define" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_inject_a_fault_and_watch_the_restart(running_node):
+    env, _, _ = running_node
+    assert "injected trap" in airssys("inject", "counter", "trap", env=env).stdout
+    result = airssys("call", "counter", "1", env=env, check=False)
+    assert result.returncode == 1 and "trap" in result.stderr
+    time.sleep(0.2)
+    tree = json.loads(airssys("tree", "--json", env=env).stdout)
+    assert tree["children"][0]["restarts"] == 1
+    bad = airssys("inject", "counter", "meteor", env=env, check=False)
+    assert bad.returncode == 2  # argparse rejects the unknown fault kind
+
+
+def test_metrics_endpoint(tmp_path):
+    import socket as socketlib
+    import urllib.request
+
+    with socketlib.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tree = tmp_path / "tree.py"
+    tree.write_text(TREE)
+    env = {**os.environ, "AIRSSYS_SOCKET": str(tmp_path / "m.sock")}
+    proc = subprocess.Popen([*AIRSSYS, "run", str(tree), "--metrics", f"127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        body = None
+        while body is None and time.monotonic() < deadline:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.1)
+        assert body is not None, proc.stderr.read() if proc.poll() is not None else "no answer"
+        assert 'airssys_process_messages_in_total{component="counter",name="counter"' in body
+        assert "airssys_node_processes 5.0" in body
+        assert "airssys_process_mailbox_depth" in body and "airssys_node_dead_letters_total" in body
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def test_demo_runs_and_loses_nothing():
+    result = subprocess.run([*AIRSSYS, "demo", "--json"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["lost"] == 0
+    assert summary["sent"] == summary["answered"] + summary["failed_with_typed_error"]
+    assert summary["faults_injected"] >= 5 and summary["restarts"] >= 4
+    assert summary["counter_versions"] == ["v2"] and summary["upgrade_processes"] == 4
+
+
+def test_demo_human_output_has_a_summary():
+    result = subprocess.run([*AIRSSYS, "demo"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    for text in ("live tree", "summary", "lost", "upgrade pause", "counter@v2"):
+        assert text in result.stdout
