@@ -180,6 +180,10 @@ class Process:
         clock = time.perf_counter
         budget = 0
         while True:
+            if self.exit_reason is not None:
+                # An exit signal arrived while the last message was handled: take no more
+                # (what is queued stays queued, for a kept mailbox's next owner).
+                return self.exit_reason
             if self._suspend_requested:
                 # Between two messages: acknowledge the suspension and wait. New
                 # messages queue meanwhile (within the mailbox bound).

@@ -61,7 +61,7 @@ class SupervisorRef:
 
     async def child(self, child_id: str) -> SupervisorRef:
         """A handle on a child that is itself a supervisor."""
-        spec = next((c for c in self.spec.children if c.id == child_id), None)
+        spec = unstash(await self._call("child_spec", child_id))
         if not isinstance(spec, Supervisor):
             raise SupervisorError(f"child {child_id!r} is not a supervisor")
         pid = await self.child_pid(child_id)

@@ -254,6 +254,9 @@ class SupervisorServer(Actor):
         state.pid, state.last_pid = None, pid
         node = ctx.node
         shutdown = state.spec.shutdown
+        # As OTP does: unlink first and watch the exit with wait(), so the child's exit
+        # does not come back as an EXIT message (which would outlive this supervisor).
+        ctx.unlink(pid)
         try:
             if shutdown == "brutal_kill":
                 node.kill(pid)
@@ -372,8 +375,8 @@ class SupervisorServer(Actor):
             raise SupervisorError(f"child {key!r} is running")
         self.children.remove(state)
 
-    async def _op_spec(self) -> str:
-        return self.spec.id
+    async def _op_child_spec(self, key: str) -> int:
+        return stash(self._find(key).spec)
 
     # -- code change ------------------------------------------------------------------
 

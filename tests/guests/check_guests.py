@@ -81,15 +81,17 @@ def check_raises(label, fn, *words):
 class Host:
     """Python stand-ins for airssys:actor/host@0.1.0.
 
-    `fail` holds the names of host functions that answer err("denied"); everything else
-    answers as the brief says: self "<test.1>", request ok(7), send-after ok(9), cancel-timer
-    true, spawn ok("<test.2>"), monitor ok(11), now-ms 123. `calls` records every call as
-    (name, *args), in order.
+    `fail` holds the names of host functions that answer err("denied"); `allow` maps a name
+    to how many more calls of it succeed before it too answers err("denied") (a quota, as
+    the node's capabilities set); everything else answers as the brief says: self
+    "<test.1>", request ok(7), send-after ok(9), cancel-timer true, spawn ok("<test.2>"),
+    monitor ok(11), now-ms 123. `calls` records every call as (name, *args), in order.
     """
 
     def __init__(self):
         self.calls = []
         self.fail = set()
+        self.allow = {}
         self.request_ids = None  # an iterator of ids to hand out instead of 7
         self.cancel_result = True
         self.now = 123
@@ -100,6 +102,11 @@ class Host:
     def define(self, linker):
         def rec(name, *args):
             self.calls.append((name, *args))
+            if name in self.allow:
+                if self.allow[name] > 0:
+                    self.allow[name] -= 1
+                else:
+                    self.fail.add(name)
 
         def unit(name):  # result<_, string>
             return "denied" if name in self.fail else None
@@ -478,6 +485,39 @@ def check_counter_variants():
     check_raises("counter_trap: upgrade after init traps", lambda: g.upgrade("v2", P({"count": 1})), "unreachable")
 
 
+def check_slow_upgrade():
+    """slow_upgrade: counter v1 whose upgrade never returns (stopped by fuel or an epoch)."""
+    path = EXAMPLES / "slow_upgrade.wat"
+    g = Guest(path)
+    check("slow_upgrade: init {start}", g.init(P({"start": 5})), None)
+    check("slow_upgrade: call int", g.call(5), P(10))
+    check("slow_upgrade: cast incr", g.cast("incr"), None)
+    check("slow_upgrade: call get", g.call("get"), P(11))
+    check("slow_upgrade: unknown", g.call("stats"), "unknown message")
+    check("slow_upgrade: snapshot", g.snapshot(), P(11))
+    check_raises("slow_upgrade: upgrade runs out of fuel",
+                 lambda: Guest(path, fuel=10_000_000).upgrade("v1", P(41)), "fuel")
+    check_raises("slow_upgrade: upgrade of nothing runs out of fuel",
+                 lambda: Guest(path, fuel=10_000_000).upgrade("", b""), "fuel")
+    # without fuel, an epoch deadline stops it: a real loop, not a trap in disguise
+    cfg = wasmtime.Config()
+    cfg.epoch_interruption = True
+    eng = wasmtime.Engine(cfg)
+    linker = cm.Linker(eng)
+    Host().define(linker)
+    store = wasmtime.Store(eng)
+    store.set_epoch_deadline(1)
+    inst = linker.instantiate(store, cm.Component(eng, path.read_text()))
+    upgrade = inst.get_func(store, "upgrade")
+    timer = __import__("threading").Timer(0.05, eng.increment_epoch)
+    started = time.perf_counter()
+    timer.start()
+    check_raises("slow_upgrade: upgrade stopped by the epoch deadline",
+                 lambda: upgrade(store, "v1", P(41)), "interrupt")
+    took = time.perf_counter() - started
+    check("slow_upgrade: it looped until the epoch moved", took >= 0.04, True)
+
+
 # ---------------------------------------------------------------------------------------
 # crasher
 
@@ -554,6 +594,112 @@ def check_crasher():
     check("crasher: spam ignores send errors", g.call("spam"), P("spammed"))
     check("crasher: spam tried 100000 sends", len(g.host.named("send")), 100000)
     check("crasher: ping after spam", g.call("ping"), P("pong"))
+
+
+def check_crasher_abuse():
+    """The commands that abuse the host (timers, spawn-loop, spam to a target) and the
+    replies and requests the host must cope with (deep, nested-big, liar, unhashable,
+    self-call, last-answer)."""
+    path = EXAMPLES / "crasher.wat"
+
+    g = Guest(path)
+    check("crasher: timers sets 10000", g.call("timers"), P(10000))
+    timers = g.host.named("send-after")
+    check("crasher: timers tried 10000", len(timers), 10000)
+    check("crasher: timers go to self, 't', 60 s", set(timers), {("<test.1>", P("t"), 60000)})
+    g = Guest(path)
+    g.host.allow["send-after"] = 25
+    check("crasher: timers counts only ok (quota 25)", g.call("timers"), P(25))
+    check("crasher: timers tried all 10000 anyway", len(g.host.named("send-after")), 10000)
+    g = Guest(path)
+    g.host.fail.add("send-after")
+    check("crasher: timers all denied -> 0", g.call("timers"), P(0))
+    check("crasher: ping after denied timers", g.call("ping"), P("pong"))
+    g = Guest(path)
+    check("crasher: timers (cast) no reply", g.cast("timers"), None)
+    check("crasher: timers (cast) still sets them", len(g.host.named("send-after")), 10000)
+
+    g = Guest(path)
+    check("crasher: spawn-loop spawns 10000", g.call("spawn-loop"), P(10000))
+    spawns = g.host.named("spawn")
+    check("crasher: spawn-loop tried 10000", len(spawns), 10000)
+    check("crasher: spawn-loop spawns echo with nil", set(spawns), {("echo", P(None))})
+    g = Guest(path)
+    g.host.allow["spawn"] = 5
+    check("crasher: spawn-loop counts only ok (quota 5)", g.call("spawn-loop"), P(5))
+    g = Guest(path)
+    g.host.fail.add("spawn")
+    check("crasher: spawn-loop all denied -> 0", g.call("spawn-loop"), P(0))
+
+    g = Guest(path)
+    check("crasher: spam target sends 100000", g.call(["spam", "<x.9>"]), P(100000))
+    sends = g.host.named("send")
+    check("crasher: spam target tried 100000", len(sends), 100000)
+    check("crasher: spam target sends 'x' to target", set(sends), {("<x.9>", P("x"))})
+    g = Guest(path)
+    g.host.allow["send"] = 10
+    check("crasher: spam target counts only ok (quota 10)", g.call(["spam", "workers/a"]), P(10))
+    g = Guest(path)
+    g.host.fail.add("send")
+    check("crasher: spam target all denied -> 0", g.call(["spam", "<x.9>"]), P(0))
+    long_target = "t" * 300
+    g = Guest(path)
+    g.host.allow["send"] = 1
+    check("crasher: spam a str16 target", g.call(["spam", long_target]), P(1))
+    check("crasher: spam a str16 target, as sent", g.host.named("send")[0], (long_target, P("x")))
+    g = Guest(path)
+    for label, msg in [("spam without target", P(["spam"])), ("spam an int target", P(["spam", 5])),
+                       ("spam with a third element", P(["spam", "<x>", 1])),
+                       ("spam with trailing bytes", P(["spam", "<x>"]) + b"\x00")]:
+        check(f"crasher: {label} -> pong", g.call(msg), P("pong"))
+    check("crasher: malformed spam sends nothing", g.host.named("send"), [])
+
+    g = Guest(path)
+    deep = g.call("deep")
+    check("crasher: deep is 100001 bytes", len(deep), 100001)
+    check("crasher: deep is 0x91 * 100000 + nil", deep == b"\x91" * 100000 + b"\xc0", True)
+    for n, value in [(0, None), (-3, None), (1, [None]), (3, [[[None]]])]:
+        check(f"crasher: deep {n}", g.call(["deep", n]), P(value))
+    check("crasher: deep 1000 decodes", U(g.call(["deep", 1000])) is not None, True)
+    nested = g.call("nested-big")
+    check("crasher: nested-big is 1000001 bytes", len(nested), 1000001)
+    check("crasher: nested-big shape", (nested[:4], nested[-2:], nested.count(b"\x91")),
+          (b"\x91" * 4, b"\x91\xc0", 1000000))
+    for label, msg in [("deep without n", P(["deep"])), ("deep with a str", P(["deep", "x"])),
+                       ("deep with a third element", P(["deep", 1, 2]))]:
+        check(f"crasher: {label} -> pong", g.call(msg), P("pong"))
+    check("crasher: liar", g.call("liar"), b"\xc6\xff\xff\xff\xff\x00")
+    check("crasher: unhashable", g.call("unhashable"), b"\x81\x91\x01\x01")
+    check("crasher: deep (cast) no reply", g.cast("deep"), None)
+    check("crasher: ping after deep", g.call("ping"), P("pong"))
+
+    g = Guest(path)
+    check("crasher: last-answer before any", g.call("last-answer"), P(None))
+    check("crasher: self-call answers the request id", g.call("self-call"), P(7))
+    check("crasher: self-call requests ping from self, 100 ms",
+          g.host.named("request"), [("<test.1>", P("ping"), 100)])
+    check("crasher: reply envelope remembered", g.handle("reply", 7, P("pong")), None)
+    check("crasher: last-answer after a reply", g.call("last-answer"), P(["reply", "pong"]))
+    check("crasher: failed envelope remembered", g.handle("failed", 7, P("timeout")), None)
+    check("crasher: last-answer after a failure", g.call("last-answer"), P(["failed", "timeout"]))
+    check("crasher: failed with a reason", g.handle("failed", 8, P(["trap", "unreachable"])), None)
+    check("crasher: last-answer keeps the payload as-is",
+          g.call("last-answer"), P(["failed", ["trap", "unreachable"]]))
+    g.handle("reply", 9, P(b"z" * 9000))
+    check("crasher: a payload over 8000 bytes is remembered as nil", g.call("last-answer"), P(["reply", None]))
+    g.handle("reply", 10, P(b"z" * 7000))
+    check("crasher: a payload under 8000 bytes is kept", g.call("last-answer"), P(["reply", b"z" * 7000]))
+    check("crasher: down is not an answer", (g.handle("down", 3, P("x")), g.call("last-answer")),
+          (None, P(["reply", b"z" * 7000])))
+    g.host.request_ids = iter([2**40])
+    check("crasher: self-call with msg and timeout", g.call(["self-call", {"a": [1, "b"]}, 250]), P(2**40))
+    check("crasher: self-call with msg sent as-is", g.host.named("request")[-1],
+          ("<test.1>", P({"a": [1, "b"]}), 250))
+    g.host.fail.add("request")
+    check("crasher: self-call denied", g.call("self-call"), P(["error", "denied"]))
+    for label, msg in [("self-call without timeout", P(["self-call", "x"])),
+                       ("self-call with a str timeout", P(["self-call", "x", "y"]))]:
+        check(f"crasher: {label} -> pong", g.call(msg), P("pong"))
 
 
 def check_crasher_spin():
@@ -905,6 +1051,7 @@ def check_targets():
                 EXAMPLES / "counter_v2.wat": None, EXAMPLES / "counter_reject.wat": None,
                 EXAMPLES / "counter_trap.wat": None, EXAMPLES / "blob.wat": None,
                 EXAMPLES / "crasher.wat": None, EXAMPLES / "pinger.wat": None,
+                EXAMPLES / "slow_upgrade.wat": None,
                 EXAMPLES / "notaworld.wat": "missing export named `handle`",
                 GUESTS / "bad_import.wat": "missing expected export `teleport`",
                 GUESTS / "wrong_types.wat": "type mismatch for export `handle`"}
@@ -922,7 +1069,8 @@ def check_targets():
 
 def main():
     for section in [check_targets, check_echo, check_counter, check_counter_downgrade, check_counter_v2,
-                    check_upgrade_roundtrip, check_counter_variants, check_crasher, check_crasher_spin,
+                    check_upgrade_roundtrip, check_counter_variants, check_crasher, check_crasher_abuse, check_crasher_spin,
+                    check_slow_upgrade,
                     check_blob, check_pinger, check_refused]:
         try:
             section()

@@ -129,3 +129,24 @@ async def test_exit_normal_is_ignored_by_a_process_not_trapping(node):
     pid = await node.spawn(Worker)
     await node.exit(pid, "normal")
     assert await node.call(pid, 1) == 1
+
+
+async def test_a_process_told_to_exit_takes_no_further_message(node):
+    from airssys_actors import Actor
+
+    class Fwd(Actor):
+        async def handle(self, ctx, msg):
+            await ctx.send("sink", msg.value)
+
+    class Sink(Actor):
+        async def handle(self, ctx, msg):
+            if msg.value == 0:
+                await ctx.node.exit("fwd", "shutdown")
+
+    await node.spawn(Sink, name="sink")
+    fwd = await node.spawn(Fwd, name="fwd", mailbox="keep")
+    for i in range(5):
+        node.send_nowait("fwd", i)
+    await node.wait(fwd)
+    assert node.dead_letters() == []  # 1..4 stay queued in the kept mailbox
+    assert node.is_parked("fwd")

@@ -369,3 +369,16 @@ async def test_node_shutdown_stops_the_tree_top_down():
     events = sub.drain()
     assert "restart" not in [e.kind for e in events]
     assert [e.name for e in events] == ["b", None, "a", None]
+
+
+async def test_child_handle_for_a_supervisor_added_at_run_time(node):
+    root = await supervisors.start(node, Supervisor("root", children=[w("a")]))
+    await root.start_child(Supervisor("sub", children=[w("x")]))
+    sub = await root.child("sub")
+    assert [c.id for c in await sub.which_children()] == ["x"]
+
+
+async def test_a_clean_stop_leaves_no_dead_letters(node):
+    root = await supervisors.start(node, Supervisor("root", children=[w("a"), w("b"), Supervisor("s", children=[w("c")])]))
+    await root.stop()
+    assert node.dead_letter_count == 0
