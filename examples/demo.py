@@ -1,4 +1,7 @@
-"""A tour of airssys-actors in a few seconds (``make demo``).
+"""A tour of the airssys-actors API in a few seconds, one step at a time.
+
+(``make demo`` runs ``airssys demo``, the command line's demo of supervision, faults and
+hot upgrades under load. This script is the smaller tour, written to be read.)
 
 Every process here is a sandboxed WebAssembly component from ``examples/components/``:
 

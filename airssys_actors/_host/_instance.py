@@ -34,6 +34,36 @@ _set_deadline = ffi.wasmtime_context_set_epoch_deadline
 
 KIND_NAMES = ("cast", "call", "reply", "failed", "down", "exit", "timer")
 _KIND_HAS_REF = (False, True, True, True, True, False, True)
+EXPORTS = ("init", "handle", "snapshot", "upgrade")
+
+# Names shared by every instance's argument structures; never freed (a structure is
+# detached from them before it is freed).
+_KIND_VECS = [_abi.new_name(n.encode()) for n in KIND_NAMES]
+_FIELD_VECS = [_abi.new_name(n) for n in (b"kind", b"sender", b"payload")]
+_EMPTY_VEC = ffi.wasm_byte_vec_t()
+
+
+class _ComponentInfo:
+    """What every instance of one compiled component shares: export indices, WASI."""
+
+    def __init__(self, component: cm.Component) -> None:
+        self.exports = {}
+        for name in EXPORTS:
+            index = component.get_export_index(name)
+            assert index is not None, name  # checked against the world at load
+            self.exports[name] = index
+        self.imports_wasi = imports_wasi(component)
+
+
+_INFO: dict[int, _ComponentInfo] = {}
+
+
+def _info(component: cm.Component) -> _ComponentInfo:
+    info = _INFO.get(id(component))
+    if info is None:
+        info = _INFO[id(component)] = _ComponentInfo(component)
+        component._airssys_info = info  # keep the id stable for the component's lifetime
+    return info
 
 
 @attrs.frozen
@@ -171,10 +201,11 @@ class GuestInstance:
         if interruptible:
             _WATCHED[self._key] = self
             ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _on_epoch, None, _no_finalizer)
+        info = _info(component)
         if wasi is not None:
             store.set_wasi(_wasi_config(wasi))
             link = linker(host_engine.engine, wasi=True)
-        elif imports_wasi(component):
+        elif info.imports_wasi:
             link = linker(host_engine.engine, deny_unknown=component)
         else:
             link = linker(host_engine.engine)
@@ -185,10 +216,12 @@ class GuestInstance:
             self.close()
             raise
         self._funcs = {}
-        for name in ("init", "handle", "snapshot", "upgrade"):
-            func = instance.get_func(store, name)
-            assert func is not None, name  # checked against the world at load
-            self._funcs[name] = func._func
+        for name, index in info.exports.items():
+            func = ffi.wasmtime_component_func_t()
+            found = ffi.wasmtime_component_instance_get_func(
+                byref(instance._instance), self._context, index.ptr(), byref(func))
+            assert found, name
+            self._funcs[name] = func
         self._prepare_envelope()
 
     # -- argument structures, built once -------------------------------------------------
@@ -197,12 +230,12 @@ class GuestInstance:
         self._env = env = Val()
         env.kind = _abi.K_RECORD
         ffi.wasmtime_component_valrecord_new_uninit(byref(env.of.record), 3)
-        entries = env.of.record.data
-        for i, name in enumerate((b"kind", b"sender", b"payload")):
-            entries[i].name = _abi.new_name(name)
+        self._entries = entries = env.of.record.data
+        for i, vec in enumerate(_FIELD_VECS):
+            entries[i].name = vec
         self._kind_val = kind = entries[0].val
         kind.kind = _abi.K_VARIANT
-        self._kind_names = [_abi.new_name(n.encode()) for n in KIND_NAMES]
+        self._kind_names = _KIND_VECS
         kind.of.variant.discriminant = self._kind_names[0]
         kind.of.variant.val = None
         self._ref_box = _abi.boxed_u64(0)
@@ -216,11 +249,11 @@ class GuestInstance:
 
     def _release_envelope(self) -> None:
         kind = self._kind_val
-        # The discriminant names are ours, shared between calls: detach before freeing.
-        kind.of.variant.discriminant = _abi.new_name(b"cast")
+        # The names are shared by every instance: detach them before freeing.
+        kind.of.variant.discriminant = _EMPTY_VEC
         kind.of.variant.val = None
-        for vec in self._kind_names:
-            ffi.wasm_byte_vec_delete(byref(vec))
+        for i in range(3):
+            self._entries[i].name = _EMPTY_VEC
         ffi.wasmtime_component_val_free(self._ref_box)
         _abi.free(self._env)
 
