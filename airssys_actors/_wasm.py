@@ -187,6 +187,7 @@ class GuestHost:
         self.caps = behaviour.capabilities
         self.max_message = behaviour.limits.max_message
         self._self_text = str(proc.pid)
+        self._any_target = "*" in self.caps.send
 
     def _deny(self, what: str, target: str) -> HostRefused:
         proc = self.proc
@@ -197,7 +198,7 @@ class GuestHost:
         return HostRefused(f"denied: {what} {target}")
 
     def _check_target(self, what: str, target: str) -> None:
-        if target == self._self_text or (self.proc.name is not None and target == self.proc.name):
+        if self._any_target or target == self._self_text or (self.proc.name is not None and target == self.proc.name):
             return
         if not self.caps.may_message(target):
             raise self._deny(what, target)

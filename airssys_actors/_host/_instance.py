@@ -196,6 +196,7 @@ class GuestInstance:
         self._closed = False
         self.interruptible = interruptible
         self.next_call_fault: str | None = None
+        self._unlimited_armed = False
         self.kill_requested = False
         self.call_deadline: float | None = None
         if interruptible:
@@ -260,6 +261,8 @@ class GuestInstance:
     # -- calls ------------------------------------------------------------------------
 
     def _arm(self) -> None:
+        """Set this call's fuel budget and deadline. Unlimited stores are armed once
+        (with effectively endless fuel and no deadline) and cost nothing per call."""
         limits = self.limits
         ctx = self._context
         if self.next_call_fault is not None:
@@ -268,6 +271,14 @@ class GuestInstance:
             _set_fuel(ctx, 0 if fault == "fuel" else (limits.fuel or 2**63))
             self.call_deadline = time.monotonic() if fault == "deadline" and self.interruptible else None
             _set_deadline(ctx, 0 if fault == "deadline" else 2**62)
+            self._unlimited_armed = False
+            return
+        unlimited = limits.fuel is None and limits.deadline is None and not self.interruptible
+        if unlimited:
+            if not self._unlimited_armed:
+                _set_fuel(ctx, 2**63)
+                _set_deadline(ctx, 2**62)
+                self._unlimited_armed = True
             return
         if limits.fuel is not None:
             _set_fuel(ctx, limits.fuel)
