@@ -24,7 +24,7 @@ import fnmatch
 import random
 from collections import Counter
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import attrs
 import trio
@@ -103,18 +103,28 @@ class Faults:
             return True
         return False
 
+    def _intercept(self, target: Pid | str, count: int, take: Callable[[Envelope], None]) -> None:
+        """Hand the next ``count`` envelopes for ``target`` to ``take`` instead of its mailbox."""
+        mailbox = self._proc(target).mailbox
+        left = count
+
+        def intercept(env: Envelope) -> bool:
+            nonlocal left
+            if left <= 0:
+                mailbox.intercept = None
+                return False
+            left -= 1
+            take(env)
+            return True
+
+        mailbox.intercept = intercept
+
     def delay(self, target: Pid | str, seconds: float, count: int = 1) -> None:
         """Its next ``count`` messages are delivered ``seconds`` late (in order)."""
         mailbox = self._proc(target).mailbox
         node = self._node
-        state = {"left": count}
 
-        def intercept(env: Envelope) -> bool:
-            if state["left"] <= 0:
-                mailbox.intercept = None
-                return False
-            state["left"] -= 1
-
+        def later(env: Envelope) -> None:
             def deliver() -> None:
                 try:
                     mailbox.put_nowait(env, bypass=True)
@@ -122,29 +132,21 @@ class Faults:
                     node._dead_letter(target, env, f"delayed: {type(exc).__name__}")
 
             node.timers.schedule(seconds, deliver)
-            return True
 
-        mailbox.intercept = intercept
+        self._intercept(target, count, later)
         self.injected["delay"] += 1
 
     def drop(self, target: Pid | str, count: int = 1) -> None:
         """Its next ``count`` messages are dropped: each becomes a dead letter and a
         dropped call fails at once with reason ``noconnection``."""
-        mailbox = self._proc(target).mailbox
         node = self._node
-        state = {"left": count}
 
-        def intercept(env: Envelope) -> bool:
-            if state["left"] <= 0:
-                mailbox.intercept = None
-                return False
-            state["left"] -= 1
+        def lose(env: Envelope) -> None:
             if env.kind == Kind.CALL:
                 node._fail_call(env.ref, DROPPED, target)
             node._dead_letter(target, env, str(DROPPED))
-            return True
 
-        mailbox.intercept = intercept
+        self._intercept(target, count, lose)
         self.injected["drop"] += 1
 
     def inject(self, target: Pid | str, kind: str, *, seconds: float = 0.05, count: int = 1) -> None:
