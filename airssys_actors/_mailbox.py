@@ -15,7 +15,7 @@ from typing import Callable
 import attrs
 import trio
 
-from ._errors import MailboxClosed, MailboxFull
+from ._errors import MailboxClosed, MailboxFull, MessageTooLarge
 from ._message import Envelope
 
 
@@ -39,10 +39,12 @@ class Mailbox:
     a checkpoint. Order is FIFO per mailbox, so FIFO per sender.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_message: int | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
         self.capacity = capacity
+        #: The largest payload its owner accepts (its ``Limits.max_message``).
+        self.max_message = max_message
         self._user: deque[Envelope] = deque()
         self._system: deque[Envelope] = deque()
         self._receiver = trio.lowlevel.ParkingLot()
@@ -57,6 +59,8 @@ class Mailbox:
     def put_nowait(self, env: Envelope, bypass: bool = False) -> None:
         if self.closed:
             raise MailboxClosed("mailbox is closed")
+        if self.max_message is not None and len(env.payload) > self.max_message:
+            raise MessageTooLarge(len(env.payload), self.max_message)
         if self.intercept is not None and not bypass and self.intercept(env):
             return
         if len(self._user) >= self.capacity:

@@ -30,6 +30,7 @@ from ._errors import (
     CallTimeout,
     MailboxClosed,
     NodeClosed,
+    MessageTooLarge,
     NoSuchProcess,
     UpgradeFailed,
 )
@@ -97,7 +98,7 @@ class Node:
         name: str = "local",
         *,
         mailbox_capacity: int = 1000,
-        max_message: int = 1 << 20,
+        max_message: int | None = None,
         limits: Limits | None = None,
         dead_letter_capacity: int = 10_000,
         shutdown_timeout: float = 5.0,
@@ -107,8 +108,11 @@ class Node:
             raise ValueError(f"mailbox_capacity must be at least 1, got {mailbox_capacity}")
         self.name = name
         self.mailbox_capacity = mailbox_capacity
-        self.max_message = max_message
-        self.limits = limits or Limits(max_message=max_message)
+        if limits is None:
+            limits = Limits() if max_message is None else Limits(max_message=max_message)
+        self.limits = limits
+        #: The largest message (encoded bytes) sent from Python; defaults to the limits'.
+        self.max_message = limits.max_message if max_message is None else max_message
         self.shutdown_timeout = shutdown_timeout
         self.registry: Registry = registry or LocalRegistry()
         self.events = EventBus()
@@ -147,7 +151,10 @@ class Node:
             self.closing = True
             self._nursery.cancel_scope.cancel()
             self.events.close()
-            return await self._stack.__aexit__(*exc_info)
+            # The nursery only holds the node's own tasks, all cancelled by now: an
+            # exception from the body propagates as itself, not inside a group.
+            await self._stack.__aexit__(None, None, None)
+        return None
 
     async def _stop_all(self) -> None:
         self.closing = True
@@ -239,8 +246,8 @@ class Node:
         """
         nursery = self._require_open()
         parent = current_process.get()
-        if link and parent is None:
-            raise ValueError("link=True links to the calling process: call spawn from inside a process")
+        if (link or monitor) and parent is None:
+            raise ValueError("link=True and monitor=True refer to the calling process: call spawn from inside a process")
         if mailbox not in ("drop", "keep"):
             raise ValueError(f"mailbox must be 'drop' or 'keep', got {mailbox!r}")
         payload = encode(args, self.max_message)
@@ -258,7 +265,7 @@ class Node:
         # a failing init shows up as an exit (to links and monitors), as with Erlang's spawn.
         nursery = self._require_open()
         if component not in self._components:
-            raise KeyError(f"unknown component {component!r}")
+            raise ActorError(f"unknown component {component!r}")
         behaviour = WasmBehaviour(self._components[component], self.limits, Capabilities())
         proc = self._make_process(behaviour, None, False, False, None, parent.pid)
         parent.children.add(proc.pid)
@@ -277,6 +284,7 @@ class Node:
                 parked.reopen()
             self.registry.register(name, pid)
         mailbox = parked if parked is not None else Mailbox(capacity or self.mailbox_capacity)
+        mailbox.max_message = getattr(behaviour, "limits", self.limits).max_message
         parent_pid = parent.pid if isinstance(parent, Process) else parent
         proc = Process(self, pid, behaviour, name=name, mailbox=mailbox, trap_exits=trap_exits,
                        keep_mailbox=keep, parent=parent_pid)
@@ -424,7 +432,10 @@ class Node:
             self._dead_letter(proc.pid, env, "noproc")
 
     def _dead_letter(self, to: object, env: Envelope, reason: str) -> DeadLetter:
-        return self._dead.record(to, env, reason)
+        letter = self._dead.record(to, env, reason)
+        self.events.emit("dead_letter", pid=env.sender, reason=reason,
+                         data={"to": letter.to, "kind": letter.kind.name.lower(), "bytes": len(env.payload)})
+        return letter
 
     def dead_letters(self) -> list[DeadLetter]:
         """The most recent dead letters (bounded), oldest first."""
@@ -479,10 +490,13 @@ class Node:
         ref = next(self._refs)
         waiter = _CallWaiter(to)
         self._calls[ref] = waiter
+        if len(payload) > self.max_message:
+            raise MessageTooLarge(len(payload), self.max_message)
         try:
-            await self._deliver(to, Envelope(Kind.CALL, ref, self._sender(), payload))
-            self._count_out()
+            # The timeout covers waiting for room in a full mailbox too.
             with trio.move_on_after(timeout):
+                await self._deliver(to, Envelope(Kind.CALL, ref, self._sender(), payload))
+                self._count_out()
                 await waiter.event.wait()
         finally:
             self._calls.pop(ref, None)

@@ -159,7 +159,8 @@ class Process:
                     self.started = True
                     self.node._on_started(self)
                     task_status.started(self.pid)
-                    reason = await self._loop()
+                    # init may already have asked to stop (OTP's {stop, Reason} from init).
+                    reason = self.stop_request or await self._loop()
             if self.exit_reason is not None:
                 reason = self.exit_reason
                 init_failed = not self.started

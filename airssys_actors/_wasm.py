@@ -13,7 +13,7 @@ import attrs
 import trio
 
 from ._capabilities import Capabilities
-from ._errors import InvalidComponent, MailboxFull, MessageTooLarge, NoSuchProcess, SpawnFailed
+from ._errors import ActorError, InvalidComponent, MailboxFull, MessageTooLarge, NoSuchProcess, SpawnFailed
 from ._host._component import compile_component
 from ._host._imports import HostRefused
 from ._host._instance import GuestError, GuestInstance, GuestTrap, Limits
@@ -238,7 +238,7 @@ class GuestHost:
 
     def send_after(self, to: str, payload: bytes, delay_ms: int) -> int:
         if len(self.proc.timers) >= self.caps.timers:
-            raise self._deny("send-after", to)
+            raise self._deny("send-after", f"{to} (timer limit {self.caps.timers} reached)")
         self._check_target("send-after", to)
         self._check_size(payload)
         return self.node._send_after_bytes(self.proc, to, payload, delay_ms / 1000.0)
@@ -256,7 +256,7 @@ class GuestHost:
         self._check_size(args)
         try:
             pid = self.node._spawn_from_guest(proc, component, args)
-        except (InvalidComponent, SpawnFailed, KeyError) as exc:
+        except (InvalidComponent, SpawnFailed, ActorError) as exc:
             raise HostRefused(str(exc)) from None
         return str(pid)
 

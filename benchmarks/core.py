@@ -249,7 +249,24 @@ def machine_info() -> dict[str, Any]:
         "msgpack": version("msgpack"),
         "airssys_actors": version("airssys-actors"),
         "hostname": platform.node(),
+        "git": git_state(),
     }
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, and whether the runtime had uncommitted changes."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    changed = git("status", "--porcelain", "--", "airssys_actors")
+    return {"commit": git("rev-parse", "HEAD"),
+            "runtime_dirty": None if changed is None else bool(changed),
+            "runtime_changed_files": None if not changed else [line[3:] for line in changed.splitlines()]}
 
 
 def load_echo():  # type: ignore[no-untyped-def]
@@ -1021,7 +1038,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Run {report['date']}, size `{report['size']}`, `{report['command']}`",
         f"on {m['cpu_count']} CPUs ({m['cpu_model']}), Python {m['python']}, wasmtime-py {m['wasmtime']}, "
-        f"trio {m['trio']}, msgpack {m['msgpack']}; pinned to one core: "
+        f"trio {m['trio']}, msgpack {m['msgpack']}; commit {str((m.get('git') or {}).get('commit'))[:12]}"
+        f"{' + uncommitted runtime changes' if (m.get('git') or {}).get('runtime_dirty') else ''}; pinned to one core: "
         f"{'yes (cpu %s)' % pin['cpu'] if pin.get('pinned') else 'no'}. Medians of {report['sizes']['repeats']} runs.",
         "",
         "| figure | measured | floor | ratio | target | cpu wait | status |",

@@ -93,7 +93,7 @@ def _wasi_config(grant: WasiGrantLike) -> wasmtime.WasiConfig:
         config.preopen_dir(pre.host_path, pre.guest_path, pre.writable)
     env = list(grant.env) + [(k, os.environ[k]) for k in grant.inherit_env if k in os.environ]
     if env:
-        config.env(env)
+        config.env = env
     return config
 
 

@@ -120,11 +120,28 @@ async def test_unbounded_allocation_stops_at_the_memory_limit(node):
 
 
 async def test_reply_over_the_limit_is_refused_not_truncated(node):
+    class LongGoodbye(Recorder):
+        async def handle(self, ctx, msg):
+            ctx.stop("x" * 1500)
+
+    pinger = await node.spawn(component_path("pinger.wat"), limits=Limits(max_message=1000),
+                              capabilities=Capabilities(send=["*"]))
+    target = await node.spawn(LongGoodbye)
+    await node.call(pinger, ["monitor", str(target)])
+    await node.send(target, "bye")
+    await node.wait(target)
+    await trio.sleep(0.01)
+    with pytest.raises(MessageTooLarge):
+        await node.call(pinger, "last-down")  # the stored reason is longer than its limit
+    assert await node.call(pinger, "ping") == "pong"  # the process goes on
+    assert [d.reason for d in node.dead_letters()][-1] == "reply_too_large"
+
+
+async def test_the_receivers_limit_applies_to_incoming_messages(node):
     echo = await node.spawn(component_path("echo.wat"), limits=Limits(max_message=1000))
     with pytest.raises(MessageTooLarge):
-        await node.call(echo, b"x" * 2000)
-    assert await node.call(echo, "small") == "small"  # the process goes on
-    assert node.dead_letters()[-1].reason == "reply_too_large"
+        await node.send(echo, b"x" * 2000)
+    assert await node.call(echo, "small") == "small"
 
 
 async def test_gigantic_reply_ends_the_process_with_a_specific_reason(node):
