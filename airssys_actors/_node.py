@@ -492,10 +492,15 @@ class Node:
         self._calls[ref] = waiter
         if len(payload) > self.max_message:
             raise MessageTooLarge(len(payload), self.max_message)
+        env = Envelope(Kind.CALL, ref, self._sender(), payload)
         try:
             # The timeout covers waiting for room in a full mailbox too.
             with trio.move_on_after(timeout):
-                await self._deliver(to, Envelope(Kind.CALL, ref, self._sender(), payload))
+                try:
+                    # Waiting for the reply is the checkpoint; queue without one more.
+                    self._deliver_nowait(to, env)
+                except MailboxFull:
+                    await self._deliver(to, env)
                 self._count_out()
                 await waiter.event.wait()
         finally:
