@@ -29,8 +29,9 @@ from ._errors import (
     CallFailed,
     CallTimeout,
     MailboxClosed,
-    NodeClosed,
+    MailboxFull,
     MessageTooLarge,
+    NodeClosed,
     NoSuchProcess,
     UpgradeFailed,
 )
