@@ -11,12 +11,12 @@ from typing import Any
 
 import msgpack
 
-from ._errors import MessageTooLarge, UnencodableMessage
+from ._errors import ActorError, MessageTooLarge, UnencodableMessage
 
 _packer_options = {"use_bin_type": True, "datetime": False}
 
 
-class UndecodableMessage(ValueError):
+class UndecodableMessage(ActorError, ValueError):
     """The bytes are not one complete msgpack value."""
 
 

@@ -116,15 +116,34 @@ class Subscription:
         self.close()
 
 
+#: Kinds a guest can cause in bulk (a loop of refused host calls, log spam). Each is
+#: capped at ``NOISY_PER_SECOND`` events per second; the rest are counted in
+#: ``EventBus.suppressed`` instead, so a hostile guest cannot flood observers.
+NOISY = frozenset({"dead_letter", "capability_denied", "log"})
+NOISY_PER_SECOND = 1000
+
+
 class EventBus:
     """Fan-out of events to subscribers, plus a bounded history of recent ones."""
 
     def __init__(self, history: int = 10_000) -> None:
         self._subscribers: set[Subscription] = set()
         self.history: deque[Event] = deque(maxlen=history)
+        self.suppressed: dict[str, int] = {}
+        self._window: dict[str, tuple[int, int]] = {}
 
-    def emit(self, kind: str, **fields: Any) -> Event:
-        event = Event(kind=kind, time=time.time(), **fields)
+    def emit(self, kind: str, **fields: Any) -> Event | None:
+        """Record an event; returns it, or None when a noisy kind is over its rate."""
+        now = time.time()
+        if kind in NOISY:
+            second, count = self._window.get(kind, (0, 0))
+            if int(now) != second:
+                second, count = int(now), 0
+            if count >= NOISY_PER_SECOND:
+                self.suppressed[kind] = self.suppressed.get(kind, 0) + 1
+                return None
+            self._window[kind] = (second, count + 1)
+        event = Event(kind=kind, time=now, **fields)
         self.history.append(event)
         for sub in tuple(self._subscribers):
             sub._push(event)

@@ -64,12 +64,13 @@ class _CallWaiter:
 class _RequestWaiter:
     """A process awaiting the reply to its own ``request`` (answered by a message)."""
 
-    __slots__ = ("proc", "timer", "target")
+    __slots__ = ("proc", "timer", "target", "deadline")
 
-    def __init__(self, proc: Process, target: object) -> None:
+    def __init__(self, proc: Process, target: object, deadline: float) -> None:
         self.proc = proc
         self.timer = 0
         self.target = target
+        self.deadline = deadline
 
 
 @attrs.frozen
@@ -267,7 +268,9 @@ class Node:
         nursery = self._require_open()
         if component not in self._components:
             raise ActorError(f"unknown component {component!r}")
-        behaviour = WasmBehaviour(self._components[component], self.limits, Capabilities())
+        # The child gets no capabilities it was not given, and no looser limits than its parent.
+        limits = getattr(parent.behaviour, "limits", self.limits)
+        behaviour = WasmBehaviour(self._components[component], limits, Capabilities())
         proc = self._make_process(behaviour, None, False, False, None, parent.pid)
         parent.children.add(proc.pid)
         nursery.start_soon(proc.run, args, False)
@@ -522,8 +525,13 @@ class Node:
             waiter.event.set()
         else:
             self.timers.cancel(waiter.timer)
-            waiter.proc.timers.discard(waiter.timer)
             waiter.proc.requests.discard(ref)
+            if trio.current_time() > waiter.deadline:
+                # The timer could not fire while an inline guest held the thread: the
+                # request still times out, and the reply is late.
+                self._deliver_system(waiter.proc, Envelope(Kind.FAILED, ref, None, encode("timeout")))
+                self._dead_letter("(caller gone)", Envelope(Kind.REPLY, ref, replier.pid, payload), "late_reply")
+                return
             self._deliver_system(waiter.proc, Envelope(Kind.REPLY, ref, replier.pid, payload))
 
     def _fail_call(self, ref: int, reason: ExitReason, where: object) -> None:
@@ -552,8 +560,10 @@ class Node:
 
     def _request_from(self, proc: Process, to: str, payload: bytes, timeout: float) -> int:
         """A guest's ``request``: the reply comes back as a ``reply``/``failed`` message."""
+        if len(proc.requests) >= proc.max_pending:
+            raise ActorError(f"too many pending requests ({proc.max_pending})")
         ref = next(self._refs)
-        waiter = _RequestWaiter(proc, to)
+        waiter = _RequestWaiter(proc, to, trio.current_time() + timeout)
         self._calls[ref] = waiter
         try:
             self._deliver_nowait(to, Envelope(Kind.CALL, ref, proc.pid, payload))
@@ -656,6 +666,8 @@ class Node:
         return self._monitor(self._caller("monitor"), target)
 
     def _monitor(self, proc: Process, target: Pid | str) -> int:
+        if len(proc.monitors) >= proc.max_pending:
+            raise ActorError(f"too many monitors ({proc.max_pending})")
         other = self._resolve(target)
         if other is None or not other.alive:
             ref = next(self._refs)

@@ -106,6 +106,8 @@ class Process:
         self.handle_seconds = 0.0
         self.done = trio.Event()
         self._scope = trio.CancelScope()
+        self.max_pending = getattr(getattr(behaviour, "limits", None), "max_pending", 10_000)
+        """Outstanding requests and monitors it may hold at once."""
         self.fault: str | None = None
         """A fault armed by ``node.faults`` for the next message."""
         self.suspended = False

@@ -233,6 +233,8 @@ class GuestHost:
             raise HostRefused(f"noproc: {to}") from None
         except MailboxFull:
             raise HostRefused(f"mailbox full: {to}") from None
+        except ActorError as exc:
+            raise HostRefused(str(exc)) from None
         self.proc.messages_out += 1
         return ref
 
@@ -266,7 +268,10 @@ class GuestHost:
 
     def monitor(self, target: str) -> int:
         self._check_target("monitor", target)
-        return self.node._monitor(self.proc, target)
+        try:
+            return self.node._monitor(self.proc, target)
+        except ActorError as exc:
+            raise HostRefused(str(exc)) from None
 
     def stop(self, reason: str) -> None:
         self.proc.stop_request = parse(reason)

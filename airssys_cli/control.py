@@ -58,8 +58,10 @@ class ControlServer:
         self.handlers = handlers
 
     async def serve(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.path.parent, stat.S_IRWXU)
+        if not self.path.parent.exists():
+            # A directory we create is ours alone; an existing one is left as it is (the
+            # socket file itself is 0600 either way).
+            self.path.parent.mkdir(parents=True, mode=stat.S_IRWXU)
         if self.path.exists():
             if _is_live(self.path):
                 raise ControlError(f"another node is already listening on {self.path}")

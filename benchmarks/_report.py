@@ -223,9 +223,9 @@ class Progress:
     When stderr is not a terminal (or ``enabled`` is False) it prints one line per phase
     instead, so captured output stays short."""
 
-    def __init__(self, enabled: bool = True, every: float = 0.2) -> None:
+    def __init__(self, enabled: bool = True, every: float = 0.2, live: bool | None = None) -> None:
         self.every = every
-        self.live = enabled and sys.stderr.isatty()
+        self.live = enabled and sys.stderr.isatty() if live is None else (enabled and live)
         self.enabled = enabled
         self._progress: Any = None
         self._task: Any = None

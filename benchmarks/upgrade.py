@@ -15,8 +15,8 @@ P is 1, 100 and 1,000 (smoke: 1 and 10), S is 100 B, 10 KiB and 1 MiB, for the
   (p50 and max over every process of every repeat);
 * change: ``report.seconds``, the whole change (median over the repeats).
 
-The floor, per state size, measured in this run (half before the rows, half after)
-on the raw host layer (``airssys_actors._host._instance.GuestInstance``, no node):
+The floor, per state size, measured in this run (half just before the rows of that
+size, half just after) on the raw host layer (``airssys_actors._host._instance.GuestInstance``, no node):
 
     floor(S) = instantiate + snapshot(S)
       instantiate  = GuestInstance(blob) + init(nil)      (a fresh instance, ready)
@@ -37,17 +37,23 @@ Targets (reported as PASS/MISS, never asserted):
   the pause) are then drained by the new version at >= 0.9x the rate of the same N
   queued casts drained without an upgrade (same run, interleaved, median of repeats).
 
-Also reported: the peak RSS each row added (VmHWM, reset per row), and the node stall:
-the longest gap a bystander process's caller sees during a rolling change (the state
-moves on the node's trio thread, so every other process waits meanwhile).
+Also reported: the peak RSS a change added (VmHWM, reset before each change; the
+largest per row); ``cpu``, this process's CPU time over wall time during the changes
+(about 100% when it had its CPU to itself: a change never waits on I/O, so less means
+other work on the machine shared the CPU and the row is slower for it); and the node
+stall: the longest gap a bystander process's caller sees during a rolling change (the
+state moves on the node's trio thread, so every other process waits meanwhile).
 
 Limits: a snapshot larger than ~2.67 MiB (2,796,202 bytes with wasmtime-py 50) cannot
 be moved: wasmtime caps what one call may copy from guest to host, the old instance
 traps in ``snapshot`` (cause ``message_too_large``) and cannot be entered again, so the
 process crashes and its supervisor restarts it. Nothing past that is measured here.
-1,000 processes x 1 MiB is left out of ``full`` (at ~0.2 s per process per change it
-would take ~7 minutes for the two strategies, not for lack of memory): ``--huge`` adds
-it. ``--profile FILE`` runs a rolling change of 1 MiB and one of 1,000 x 100 B under
+1,000 processes x 1 MiB is left out of ``full``: at ~0.18 s per process per change it
+takes 6-9 minutes for the two strategies; memory is not the limit (one atomic change of
+1,000 x 1 MiB, measured once: 1.1 GiB RSS before, 2.2 GiB at its peak, 273 s on a
+shared 2-core VM). ``--huge`` adds it.
+
+``--profile FILE`` runs a rolling change of 5 x 1 MiB and one of 1,000 x 100 B under
 cProfile, prints the top functions and writes FILE.1mib / FILE.small.
 """
 
@@ -247,41 +253,57 @@ async def measure_changes(component: Any, count: int, size: int, repeats: int, v
     import supervisors
     from airssys_actors import Node
 
-    rows = []
+    pauses: dict[str, list[float]] = {k: [] for k in strategies}
+    changes: dict[str, list[float]] = {k: [] for k in strategies}
+    peaks: dict[str, list[int]] = {k: [] for k in strategies}
+    rss: dict[str, list[int]] = {k: [] for k in strategies}
+    # CPU time over wall time during the changes: about 1.0 when this process had its CPU
+    # to itself (the changes never wait on I/O), lower when other work shared it.
+    cpu: dict[str, list[float]] = {k: [0.0, 0.0] for k in strategies}
     async with Node() as node:
         root = await supervisors.start(node, blob_tree(component, count, size))
         pids = [row.pid for row in await root.which_children()]
-        for strategy in strategies:
-            gc.collect()
-            memory_before = read_memory()
-            peak_reset = reset_peak()
-            pauses: list[float] = []
-            changes: list[float] = []
-            state_bytes = set()
-            for _ in range(repeats):
+        if count * size <= 16 * MiB:
+            # Warm up (not measured): the first change of a tree pays one-time costs.
+            await root.upgrade("blob", component, version=versions.next(), strategy="rolling")
+        state_bytes = set()
+        # Collect once per tree, not before every change: a change right after a full
+        # collection is measurably slower (~2x for 100 B states), which no deploy sees.
+        gc.collect()
+        # The strategies take turns, so that other load on a shared machine hits both alike.
+        for _ in range(repeats):
+            for strategy in strategies:
+                before = read_memory()
+                peak_reset = reset_peak()
+                wall0, cpu0 = clock(), time.process_time()
                 report = await root.upgrade("blob", component, version=versions.next(), strategy=strategy)
+                cpu[strategy][0] += time.process_time() - cpu0
+                cpu[strategy][1] += clock() - wall0
+                after = read_memory()
                 if len(report.processes) != count:
                     raise AssertionError(f"{strategy}: {len(report.processes)} of {count} processes changed")
-                pauses.extend(p.pause for p in report.processes)
-                changes.append(report.seconds)
+                pauses[strategy].extend(p.pause for p in report.processes)
+                changes[strategy].append(report.seconds)
                 state_bytes.update(p.state_bytes for p in report.processes)
-            memory_after = read_memory()
-            if state_bytes != {size}:
-                raise AssertionError(f"state sizes {state_bytes}, expected {size}")
-            rows.append({
-                "strategy": strategy, "processes": count, "state_bytes": size, "repeats": repeats,
-                "pause_ms": stats_ms(pauses), "change_ms": {
-                    "median": statistics.median(changes) * 1e3, "runs": [c * 1e3 for c in changes]},
-                "memory": {
-                    "rss_before": memory_before.get("VmRSS"), "rss_after": memory_after.get("VmRSS"),
-                    "peak": memory_after.get("VmHWM") if peak_reset else None,
-                    "peak_added": (memory_after["VmHWM"] - memory_before["VmRSS"])
-                    if peak_reset and "VmHWM" in memory_after and "VmRSS" in memory_before else None,
-                },
-            })
+                if "VmRSS" in before and "VmRSS" in after:
+                    rss[strategy].append(after["VmRSS"])
+                    if peak_reset and "VmHWM" in after:
+                        peaks[strategy].append(after["VmHWM"] - before["VmRSS"])
+        if state_bytes != {size}:
+            raise AssertionError(f"state sizes {state_bytes}, expected {size}")
+        rows = [{
+            "strategy": strategy, "processes": count, "state_bytes": size, "repeats": repeats,
+            "pause_ms": stats_ms(pauses[strategy]), "change_ms": {
+                "median": statistics.median(changes[strategy]) * 1e3, "runs": [c * 1e3 for c in changes[strategy]]},
+            "cpu_share": cpu[strategy][0] / cpu[strategy][1],
+            "memory": {
+                "rss_after": max(rss[strategy]) if rss[strategy] else None,
+                "peak_added": max(peaks[strategy]) if peaks[strategy] else None,
+            },
+        } for strategy in strategies]
         # Same pids, every one alive, right state, nothing restarted.
-        after = await root.which_children()
-        if [row.pid for row in after] != pids or any(row.restarts for row in after):
+        children = await root.which_children()
+        if [row.pid for row in children] != pids or any(row.restarts for row in children):
             raise AssertionError("a process was restarted or replaced during the changes")
         for pid in (pids[0], pids[-1]):
             if await node.call(pid, "size") != size:
@@ -436,37 +458,36 @@ async def run_all(size: dict[str, Any], huge: bool) -> dict[str, Any]:
     versions = _Versions()
     floor_samples: dict[int, dict[str, list[float]]] = {s: {} for s in STATES}
 
-    def floors() -> None:
-        for s in STATES:
-            gc.collect()
-            got = measure_floor(compiled, s, max(1, size["floor_iters"][s] // 2))
-            for key, values in got.items():
-                floor_samples[s].setdefault(key, []).extend(values)
+    def floor(s: int) -> None:
+        gc.collect()
+        for key, values in measure_floor(compiled, s, max(1, size["floor_iters"][s] // 2)).items():
+            floor_samples[s].setdefault(key, []).extend(values)
 
-    floors()
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     for s in STATES:
+        floor(s)  # half of each floor just before its rows, half just after
         for count in size["counts"]:
             repeats = size["repeats"][count][s]
             if count >= 1000 and s >= MiB and not huge:
                 skipped.append({
                     "processes": count, "state_bytes": s,
-                    "reason": "~0.2 s of state moves per process per change: ~7 minutes for the two "
-                              "strategies (run with --huge); memory is not the limit "
-                              "(see peak_added of the 100 x 1 MiB rows)",
+                    "reason": "~0.18 s of state moves per process per change: 6-9 minutes for the two "
+                              "strategies (run with --huge). Memory is not the limit: one atomic change "
+                              "of 1,000 x 1 MiB, measured once, went from 1.1 GiB RSS to a 2.2 GiB peak "
+                              "(old and new instance of every process) in 273 s",
                 })
                 continue
             started = clock()
             rows.extend(await measure_changes(component, count, s, repeats, versions))
             print(f"  .. {count} x {fmt_size(s)}: {clock() - started:.1f} s", file=sys.stderr, flush=True)
+        floor(s)
     drain = []
     for s in STATES:
         drain.append(await measure_drain(component, s, size["drain_messages"], size["drain_repeats"], versions))
     stall = []
     for s in STATES:
         stall.append(await measure_stall(component, size["stall_processes"], s, versions))
-    floors()
 
     floor_report = {str(s): floor_summary(floor_samples[s]) for s in STATES}
     for row in rows:
@@ -573,9 +594,11 @@ def render(report: dict[str, Any]) -> str:
             f"{row['pause_p50_vs_floor']:.2f}x", f"{row['ratio']:.2f}x",
             ("p50<2x floor " if row["target"].startswith("pause") else "max<2x P floors ") + row["status"],
             "-" if row["memory"]["peak_added"] is None else f"{row['memory']['peak_added'] / MiB:.0f}",
+            f"{min(row['cpu_share'], 1.0) * 100:.0f}%",
         ])
     lines += _table(["strategy", "procs", "state", "reps", "pause p50 ms", "pause max ms", "change ms",
-                     "change/proc ms", "floor ms", "p50/floor", "ratio", "target", "peak +MiB"], body, 3)
+                     "change/proc ms", "floor ms", "p50/floor", "ratio", "target", "peak +MiB", "cpu"], body, 3)
+    lines.append("cpu = this process's CPU time / wall time during the changes (100% = it had its CPU to itself)")
     for skip in report["skipped"]:
         lines.append(f"(not run: {skip['processes']} x {fmt_size(skip['state_bytes'])}: {skip['reason']})")
     lines.append("")
@@ -610,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", metavar="FILE", help="also cProfile two rolling changes (pstats to FILE.*)")
     parser.add_argument("--cpu", default="auto",
                         help="CPU to pin to: a number, 'auto' (the idlest CPU now; default) or 'none'")
-    parser.add_argument("--huge", action="store_true", help="also run 1,000 processes x 1 MiB (~7 minutes)")
+    parser.add_argument("--huge", action="store_true", help="also run 1,000 processes x 1 MiB (6-9 minutes)")
     args = parser.parse_args(argv)
 
     size = SIZES[args.size]

@@ -145,12 +145,20 @@ class SupervisorServer(Actor):
             return None
         if msg.kind != Kind.CALL:
             return None
-        op, *rest = msg.value
+        try:
+            op, *rest = msg.value
+            if not isinstance(op, str):
+                raise TypeError(op)
+        except Exception:
+            # Garbage from a process allowed to message us must not take the tree down.
+            return ["error", "not a supervisor operation"]
         method = getattr(self, f"_op_{op}", None)
         if method is None:
             return ["error", f"unknown operation {op!r}"]
         try:
             result = await method(*rest)
+        except TypeError as exc:
+            return ["error", f"bad arguments for {op!r}: {exc}"]
         except SupervisorError as exc:
             return ["error", str(exc)]
         except UpgradeFailed as exc:

@@ -79,6 +79,9 @@ class Limits:
     table_elements: int | None = 100_000
     max_message: int = 1 << 20
     """Largest message, in encoded bytes, it may send or receive."""
+    max_pending: int = 10_000
+    """Outstanding requests and monitors a guest may hold at once (host calls past it
+    return ``err``)."""
 
 
 class WasiGrantLike(Protocol):

@@ -22,6 +22,7 @@
 ;;                     "timers"    host send-after(self(), "t", 60000 ms) 10000 times
 ;;                     "spawn-loop" host spawn("echo", nil) 10000 times
 ;;                     ["spam", target]  host send(target, "x") 100000 times (target a str)
+;;                     ["spam", target, n]  the same, n times (n an int; none when n <= 0)
 ;;                   Replies the host must cope with:
 ;;                     "deep"      a msgpack value nested 100000 levels deep: 0x91 (a
 ;;                                 one-element array) 100000 times, then nil (0xc0)
@@ -509,15 +510,19 @@
           (local.set $n (call $mp_array))
           (local.set $c (call $mp_str))
           (local.set $m (global.get $mp_len))
-          (if (i32.and (i32.eq (local.get $n) (i32.const 2)) (call $is (local.get $c) (local.get $m) (i32.const 1600) (i32.const 4)))
+          (if (i32.and (i32.or (i32.eq (local.get $n) (i32.const 2)) (i32.eq (local.get $n) (i32.const 3)))
+                       (call $is (local.get $c) (local.get $m) (i32.const 1600) (i32.const 4)))
             (then
               (local.set $t (call $mp_str))
               (local.set $tl (global.get $mp_len))
+              (local.set $iters (i64.const 100000))
+              (if (i32.eq (local.get $n) (i32.const 3)) (then (local.set $iters (call $mp_int))))
+              (if (i64.lt_s (local.get $iters) (i64.const 0)) (then (local.set $iters (i64.const 0))))
               (if (call $mp_done)
                 (then
                   (block $sent
                     (loop $next
-                      (br_if $sent (i32.ge_u (local.get $i) (i32.const 100000)))
+                      (br_if $sent (i64.ge_u (i64.extend_i32_u (local.get $i)) (local.get $iters)))
                       (call $send (local.get $t) (local.get $tl) (i32.const 1952) (i32.const 2) (i32.const 16))
                       (if (i32.eqz (i32.load8_u (i32.const 16))) (then (local.set $ok (i64.add (local.get $ok) (i64.const 1)))))
                       (local.set $i (i32.add (local.get $i) (i32.const 1)))

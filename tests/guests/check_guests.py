@@ -642,8 +642,19 @@ def check_crasher_abuse():
     check("crasher: spam target counts only ok (quota 10)", g.call(["spam", long_target]), P(10))
     check("crasher: spam a str16 target, as sent", g.host.named("send")[0], (long_target, P("x")))
     g = Guest(path)
+    g = Guest(path)
+    check("crasher: spam target 7 times", g.call(["spam", "<x.9>", 7]), P(7))
+    check("crasher: spam target 7 times, as sent", g.host.named("send"), [("<x.9>", P("x"))] * 7)
+    g.host.allow["send"] = 2
+    check("crasher: spam target n counts only ok (quota 2)", g.call(["spam", "<x.9>", 5]), P(2))
+    g = Guest(path)
+    for n in [0, -1]:
+        check(f"crasher: spam target {n} times sends nothing", g.call(["spam", "<x.9>", n]), P(0))
+    check("crasher: spam n as uint32", g.call(b"\x93\xa4spam\xa1t\xce\x00\x00\x00\x03"), P(3))
+    g = Guest(path)
     for label, msg in [("spam without target", P(["spam"])), ("spam an int target", P(["spam", 5])),
-                       ("spam with a third element", P(["spam", "<x>", 1])),
+                       ("spam with a str count", P(["spam", "<x>", "1"])),
+                       ("spam with a fourth element", P(["spam", "<x>", 1, 2])),
                        ("spam with trailing bytes", P(["spam", "<x>"]) + b"\x00")]:
         check(f"crasher: {label} -> pong", g.call(msg), P("pong"))
     check("crasher: malformed spam sends nothing", g.host.named("send"), [])

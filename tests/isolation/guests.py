@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from airssys_actors import NOREPLY, Actor, Component, Context, Kind, Message, Node
+from airssys_actors import NOREPLY, Actor, Context, Kind, Message, Node
 
 from ..conftest import COMPONENTS, ROOT
 
@@ -16,13 +16,9 @@ PINGER = str(COMPONENTS / "pinger.wat")
 SLOW_UPGRADE = str(COMPONENTS / "slow_upgrade.wat")
 FSPROBE = ROOT / "build" / "guests" / "fsprobe.wasm"
 
-#: msgpack for a value nested ``n`` one-element arrays deep (what crasher's "deep" replies).
 def deep_bytes(n: int) -> bytes:
+    """msgpack for nil nested in ``n`` one-element arrays (what crasher's "deep" replies)."""
     return b"\x91" * n + b"\xc0"
-
-
-def component(path: str) -> Component:
-    return Component.load(path)
 
 
 async def assert_serving(node: Node) -> None:
