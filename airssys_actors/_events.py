@@ -33,6 +33,7 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly form."""
         return {
+            **self.data,  # first, so that it can never mask the fields below
             "kind": self.kind,
             "time": self.time,
             "pid": None if self.pid is None else str(self.pid),
@@ -40,7 +41,6 @@ class Event:
             "component": self.component,
             "version": self.version,
             "reason": self.reason,
-            **{k: v for k, v in self.data.items()},
         }
 
 

@@ -438,7 +438,7 @@ class Node:
     def _dead_letter(self, to: object, env: Envelope, reason: str) -> DeadLetter:
         letter = self._dead.record(to, env, reason)
         self.events.emit("dead_letter", pid=env.sender, reason=reason,
-                         data={"to": letter.to, "kind": letter.kind.name.lower(), "bytes": len(env.payload)})
+                         data={"to": letter.to, "message_kind": letter.kind.name.lower(), "bytes": len(env.payload)})
         return letter
 
     def dead_letters(self) -> list[DeadLetter]:
@@ -801,4 +801,9 @@ class Node:
     def start_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run a helper task in the node's nursery (it is cancelled when the node stops)."""
         self._require_open().start_soon(fn, *args)
+
+    async def start(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Like :meth:`start_soon`, but wait for the task's ``task_status.started(value)``
+        and return that value (``trio.Nursery.start``)."""
+        return await self._require_open().start(fn, *args)
 

@@ -31,6 +31,7 @@ async def walk(node: Any, ref: SupervisorRef) -> dict[str, Any]:
             except Exception:
                 sub = None
             if sub is not None:
+                entry["strategy"] = sub.spec.strategy
                 entry["children"] = (await walk(node, sub))["children"]
         children.append(entry)
     return {"id": ref.spec.id, "pid": ref.pid, "type": "supervisor", "strategy": ref.spec.strategy,

@@ -26,19 +26,58 @@ def _json_arg(text: str) -> Any:
         raise UsageError(f"not valid JSON: {text!r} ({exc.msg})") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    common.add_argument("--socket", type=Path, default=None, help="control socket (default: %(default)s)")
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _node_name(text: str) -> str:
+    if not text or any(c in text for c in "<>. \t\n"):
+        raise argparse.ArgumentTypeError(f"a node name is non-empty, without spaces, dots or angle brackets: {text!r}")
+    return text
+
+
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    # The same options work before and after the command; after it, only when given, so a
+    # subcommand does not reset what was set before it.
+    default = argparse.SUPPRESS if suppress else None
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=default or False, help="print JSON instead of tables")
+    common.add_argument("--debug", action="store_true", default=default or False, help="show tracebacks")
+    common.add_argument("--socket", type=Path, default=default,
+                        help="control socket (default: $AIRSSYS_SOCKET, $XDG_RUNTIME_DIR/airssys/control.sock "
+                             "or ~/.airssys/control.sock)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
+    common = _common(suppress=True)
     parser = argparse.ArgumentParser(prog="airssys", description="Run and operate airssys-actors nodes.",
-                                     parents=[common])
+                                     parents=[_common(suppress=False)])
+    parser.add_argument("--version", action="version", version=f"airssys {version('airssys-actors')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="start a node with the tree in a Python file")
     run.add_argument("tree", help="a Python file defining `tree = Supervisor(...)`")
-    run.add_argument("--node-name", default="local")
+    run.add_argument("--node-name", default="local", type=_node_name, help="the node part of every pid")
     run.add_argument("--metrics", metavar="HOST:PORT", default=None,
                      help="serve Prometheus metrics over HTTP (e.g. 127.0.0.1:9464)")
 
@@ -53,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     call = sub.add_parser("call", parents=[common], help="call a name or pid with a message (JSON)")
     call.add_argument("to")
     call.add_argument("message", type=_json_arg)
-    call.add_argument("--timeout", type=float, default=5.0)
+    call.add_argument("--timeout", type=_positive, default=5.0, help="seconds to wait for the reply")
 
     deploy = sub.add_parser("deploy", parents=[common], help="hot-deploy a new component version")
     deploy.add_argument("target", help="a child id, or a component name (every process of it)")
@@ -61,18 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--version", default=None, help="version label (default: content hash)")
     mode = deploy.add_mutually_exclusive_group()
     mode.add_argument("--rolling", action="store_true", help="one process at a time, stop at the first failure")
-    mode.add_argument("--canary", type=int, default=0, metavar="N", help="change N first and probe them")
+    mode.add_argument("--canary", type=_count, default=0, metavar="N", help="change N first and probe them")
     deploy.add_argument("--probe", type=_json_arg, default=None, help="message (JSON) canaries must answer")
 
     inject = sub.add_parser("inject", parents=[common], help="inject a fault into a process")
     inject.add_argument("target", help="a registered name or pid")
     inject.add_argument("fault", choices=["kill", "trap", "fuel", "deadline", "memory", "init", "delay", "drop"])
-    inject.add_argument("--seconds", type=float, default=0.05, help="delay for the delay fault")
-    inject.add_argument("--count", type=int, default=1, help="messages affected by delay/drop")
+    inject.add_argument("--seconds", type=_non_negative, default=0.05, help="delay for the delay fault")
+    inject.add_argument("--count", type=_count, default=1, help="messages affected by delay/drop")
 
     logs = sub.add_parser("logs", parents=[common], help="the event stream")
     logs.add_argument("--follow", "-f", action="store_true", help="keep streaming new events")
-    logs.add_argument("--history", type=int, default=50, help="recent events to show first")
+    logs.add_argument("--history", type=lambda t: int(_non_negative(t)), default=50, help="recent events to show first")
 
     sub.add_parser("demo", parents=[common], help="a guided tour: tree, traffic, faults, hot upgrade")
 
@@ -121,6 +160,8 @@ def _client(args: argparse.Namespace) -> int:
         reply = _ask(socket, "call", to=args.to, message=args.message, timeout=args.timeout)
         print(json.dumps(reply))
     elif command == "deploy":
+        if args.probe is not None and not args.canary:
+            raise UsageError("--probe is the message canaries must answer: use it with --canary N")
         strategy = "rolling" if args.rolling else "atomic"
         report = _ask(socket, "deploy", target=args.target, path=str(Path(args.file).resolve()),
                       version=args.version, strategy=strategy, canary=args.canary, probe=args.probe)
@@ -168,6 +209,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if getattr(args, "debug", False):
             raise
-        text = str(exc).strip().splitlines()
-        print(f"airssys: {text[0] if text else type(exc).__name__}", file=sys.stderr)
-        return 1
+        cause = _root_cause(exc)
+        text = str(cause).strip().splitlines()
+        message = text[0] if text else type(cause).__name__
+        if getattr(args, "json", False):
+            print(json.dumps({"error": message, "type": type(cause).__name__}), file=sys.stderr)
+        else:
+            print(f"airssys: {message}", file=sys.stderr)
+        return 2 if isinstance(cause, UsageError) else 1
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The error a user should see: the first real one inside trio's exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc

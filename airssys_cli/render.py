@@ -53,6 +53,8 @@ def deploy_report(report: dict[str, Any]) -> Table:
 def event_line(event: dict[str, Any]) -> str:
     when = datetime.datetime.fromtimestamp(event["time"]).strftime("%H:%M:%S.%f")[:-3]
     who = event.get("name") or event.get("pid") or ""
+    if event["kind"] == "dead_letter":
+        who = f"to {event.get('to')} ({event.get('message_kind')})"
     parts = [when, f"{event['kind']:<18}", str(who)]
     if event.get("component"):
         parts.append(f"{event['component']}@{event.get('version')}")

@@ -1,5 +1,5 @@
 """``airssys run TREE.py``: a node with that tree, served on the control socket until
-Ctrl-C, which stops the tree in reverse start order."""
+Ctrl-C (or SIGTERM), which stops the tree in reverse start order."""
 
 from __future__ import annotations
 
@@ -18,43 +18,66 @@ from .control import ControlServer, default_socket
 from .treefile import load_tree
 
 
+class TreeGaveUp(Exception):
+    """The root supervisor exceeded its restart intensity and stopped the tree."""
+
+
 async def serve_tree(args: argparse.Namespace, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     tree = load_tree(args.tree)
     out = render.console(stderr=True)
-    # Catch Ctrl-C / SIGTERM from the very start, so that a signal during start-up also
-    # stops the tree cleanly instead of interrupting it mid-way.
+    stop = trio.Event()
+    # Catch Ctrl-C / SIGTERM from the very start, so a signal during start-up also stops
+    # the tree in order instead of interrupting it half-way.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as outer:
             async def on_signal() -> None:
                 async for _ in signals:
                     out.print("stopping...")
-                    outer.cancel_scope.cancel()
-                    return
+                    stop.set()
 
             outer.start_soon(on_signal)
-            await _serve(args, tree, out, task_status)
-            outer.cancel_scope.cancel()
+            try:
+                await _serve(args, tree, out, stop, task_status)
+            finally:
+                outer.cancel_scope.cancel()
     out.print("stopped.")
 
 
-async def _serve(args: argparse.Namespace, tree: Any, out: Any, task_status: Any) -> None:
+async def _serve(args: argparse.Namespace, tree: Any, out: Any, stop: trio.Event, task_status: Any) -> None:
     socket = args.socket or default_socket()
     async with Node(args.node_name) as node:
+        give_ups = node.subscribe({"give_up"})
         root = await supervisors.start(node, tree)
         server = ControlServer(node, root, socket, HANDLERS)
-        await node._nursery.start(server.serve)  # type: ignore[union-attr]
+        await node.start(server.serve)
         if args.metrics:
             from .metrics import serve_metrics
 
-            await node._nursery.start(serve_metrics, node, root, args.metrics)  # type: ignore[union-attr]
+            listeners = await node.start(serve_metrics, node, root, args.metrics)
+            host, port = listeners[0].socket.getsockname()[:2]
+            out.print(f"metrics on http://{host}:{port}/metrics")
+        count = len(node.pids())
         out.print(f"[bold green]airssys[/bold green] node {node.name!r} running tree {tree.id!r} "
-                  f"({len(node.pids())} processes); control socket {socket}")
-        if args.metrics:
-            out.print(f"metrics on http://{args.metrics}/metrics")
+                  f"({count} process{'es' if count != 1 else ''}); control socket {socket}")
         out.print("Ctrl-C stops the tree in reverse order.")
         task_status.started(node)
-        reason = await root.wait()
-        out.print(f"[red]the tree stopped[/red]: root supervisor exited with {reason}")
+        gave_up = False
+        async with trio.open_nursery() as nursery:
+            async def tree_ended() -> None:
+                nonlocal gave_up
+                await root.wait()
+                gave_up = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(tree_ended)
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+        if gave_up:
+            why = [f"{e.data.get('supervisor')} gave up after child {e.data.get('child')!r} exited with {e.reason}"
+                   for e in give_ups.drain()]
+            raise TreeGaveUp("the tree stopped: " + ("; ".join(why) or "the root supervisor exited"))
+        with trio.CancelScope(shield=True):
+            await root.stop()  # children stop in reverse start order, as OTP does
 
 
 def run_tree(args: argparse.Namespace) -> int:

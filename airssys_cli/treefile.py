@@ -15,8 +15,12 @@ class TreeFileError(Exception):
 def load_tree(path: str) -> Supervisor:
     """The module-level ``tree`` (a Supervisor) of the file, or what ``make_tree()`` returns."""
     file = Path(path)
+    if file.is_dir():
+        raise TreeFileError(f"{path} is a directory: give the Python file that defines `tree`")
     if not file.is_file():
         raise TreeFileError(f"no such file: {path}")
+    if file.suffix != ".py":
+        raise TreeFileError(f"{path} is not a tree file: give a Python file that defines `tree = Supervisor(...)`")
     try:
         namespace = runpy.run_path(str(file), run_name="airssys_tree")
     except Exception as exc:

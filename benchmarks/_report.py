@@ -349,9 +349,25 @@ def command_line(module: str, argv: Sequence[str] | None) -> str:
     return shlex.join(["python", "-m", module, *args])
 
 
+def git_info() -> dict[str, Any]:
+    """The commit the runtime was at, and whether the runtime had uncommitted changes."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "airssys_actors", "supervisors"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "runtime_dirty": None}
+    return {"commit": commit, "runtime_dirty": bool(dirty)}
+
+
 def base_report(benchmark: str, module: str, argv: Sequence[str] | None, size: str, pin: dict[str, Any]) -> dict[str, Any]:
     """The fields every report starts with."""
     return {
+        "git": git_info(),
         "benchmark": benchmark,
         "size": size,
         "command": command_line(module, argv),

@@ -261,7 +261,7 @@ def git_state() -> dict[str, Any]:
             out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return None
-        return out.stdout.strip() if out.returncode == 0 else None
+        return out.stdout.rstrip() if out.returncode == 0 else None  # keep porcelain's leading column
 
     changed = git("status", "--porcelain", "--", "airssys_actors")
     return {"commit": git("rev-parse", "HEAD"),

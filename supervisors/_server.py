@@ -388,34 +388,37 @@ class SupervisorServer(Actor):
 
     # -- code change ------------------------------------------------------------------
 
-    async def _op_collect(self, target: str, token: int) -> int:
+    async def _op_collect(self, target: str, token: int, mode: str = "component") -> int:
         """Targets under this supervisor for a change; the reply is a stash token."""
         direction, new = unstash(token)
-        return stash(await self._collect(target, direction, new, by_id=False))
+        return stash(await self._collect(target, direction, new, mode))
 
-    async def _collect(self, target: str, direction: str, new: Component | None, by_id: bool) -> list[Target]:
+    async def _collect(self, target: str, direction: str, new: Component | None, mode: str) -> list[Target]:
+        """Running WASM processes in this subtree that ``target`` names: in mode ``child``,
+        the one whose child id or registered name it is; in mode ``component``, every
+        process of the component with that name."""
         ctx = self.ctx
         assert ctx is not None
         found: list[Target] = []
         states = self.children + [s for s in self.by_pid.values() if s.dynamic]
-        if by_id:
-            match = [s for s in self.children if s.id == target]
-            if match:
-                state = match[0]
+        for state in states:
+            if isinstance(state.spec, Supervisor):
+                if state.pid is None:
+                    continue
+                if mode == "child" and state.id == target:
+                    raise SupervisorError(f"child {target!r} is a supervisor: name a worker or a component")
+                reply = await ctx.call(state.pid, ["collect", target, stash((direction, new)), mode], timeout=60)
+                if reply[0] != "ok":
+                    raise SupervisorError(reply[1])
+                found.extend(unstash(reply[1]))
+            elif mode == "child" and target in (state.id, state.spec.name):
                 if not isinstance(state.component, Component):
                     raise SupervisorError(f"child {target!r} is not a WASM process")
                 if state.pid is None:
                     raise SupervisorError(f"child {target!r} is not running")
-                return [self._target(state, direction, new)]
-        for state in states:
-            if state.pid is None:
-                continue
-            if isinstance(state.spec, Supervisor):
-                reply = await ctx.call(state.pid, ["collect", target, stash((direction, new))], timeout=60)
-                if reply[0] != "ok":
-                    raise SupervisorError(reply[1])
-                found.extend(unstash(reply[1]))
-            elif isinstance(state.component, Component) and state.component.name == target:
+                found.append(self._target(state, direction, new))
+            elif mode == "component" and state.pid is not None and isinstance(state.component, Component) \
+                    and state.component.name == target:
                 found.append(self._target(state, direction, new))
         return found
 
@@ -461,7 +464,9 @@ class SupervisorServer(Actor):
         new = None
         if direction == "up":
             new = load_component(request["component"], request["version"])
-        targets = await self._collect(request["target"], direction, new, by_id=True)
+        # A child id or registered name anywhere in the tree first, else a component name.
+        targets = await self._collect(request["target"], direction, new, "child") \
+            or await self._collect(request["target"], direction, new, "component")
         if not targets:
             raise SupervisorError(f"no running process matches {request['target']!r}")
         migration = Migration(ctx.node, request["target"], request["strategy"], request["canary"],

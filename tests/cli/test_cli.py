@@ -203,3 +203,87 @@ def test_demo_human_output_has_a_summary():
     assert result.returncode == 0, result.stderr
     for text in ("live tree", "summary", "lost", "upgrade pause", "counter@v2"):
         assert text in result.stdout
+
+
+ORDER_TREE = """
+from pathlib import Path
+from airssys_actors import Actor
+from supervisors import Supervisor, Child
+
+LOG = Path({log!r})
+
+class Noted(Actor):
+    async def init(self, ctx, args):
+        self.id = args
+
+    def terminate(self, ctx, reason):
+        with LOG.open("a") as f:
+            f.write(f"{{self.id}}:{{reason.kind}}\\n")
+
+tree = Supervisor("root", max_restarts=0, children=[
+    Child("a", Noted, args="a", name="a"),
+    Supervisor("sub", children=[Child("b1", Noted, args="b1"), Child("b2", Noted, args="b2")]),
+    Child("c", Noted, args="c", name="c"),
+])
+"""
+
+
+def _start(tmp_path, text):
+    tree = tmp_path / "tree.py"
+    tree.write_text(text)
+    socket = tmp_path / "s" / "c.sock"
+    env = {**os.environ, "AIRSSYS_SOCKET": str(socket)}
+    proc = subprocess.Popen([*AIRSSYS, "run", str(tree)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while not socket.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        time.sleep(0.05)
+    return proc, env
+
+
+def test_ctrl_c_stops_children_in_reverse_start_order(tmp_path):
+    log = tmp_path / "order.log"
+    proc, _ = _start(tmp_path, ORDER_TREE.format(log=str(log)))
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert log.read_text().split() == ["c:shutdown", "b2:shutdown", "b1:shutdown", "a:shutdown"]
+
+
+def test_a_tree_that_gives_up_exits_nonzero_and_says_why(tmp_path):
+    log = tmp_path / "order.log"
+    proc, env = _start(tmp_path, ORDER_TREE.format(log=str(log)))
+    airssys("inject", "a", "kill", env=env)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "root gave up after child 'a' exited with killed" in err
+    assert "Traceback" not in err
+
+
+def test_options_work_before_the_command(running_node, tmp_path):
+    env, socket, _ = running_node
+    other = {k: v for k, v in env.items() if k != "AIRSSYS_SOCKET"}
+    tree = json.loads(airssys("--json", "--socket", str(socket), "tree", env=other).stdout)
+    assert tree["id"] == "root"
+    assert tree["children"][1]["strategy"] == "one_for_all"
+
+
+def test_start_up_failures_are_one_clear_line(tmp_path):
+    bad = tmp_path / "tree.py"
+    bad.write_text("from supervisors import Supervisor, Child\n"
+                   "tree = Supervisor('root', children=[Child('x', '/no/such/guest.wat')])\n")
+    env = {**os.environ, "AIRSSYS_SOCKET": str(tmp_path / "s.sock")}
+    result = airssys("run", str(bad), env=env, check=False)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "cannot read /no/such/guest.wat" in result.stderr
+    json_err = airssys("run", str(bad), "--json", env=env, check=False)
+    assert "cannot read /no/such/guest.wat" in json.loads(json_err.stderr)["error"]
+
+
+def test_bad_option_values_are_refused(running_node):
+    env, _, _ = running_node
+    for args in (("inject", "counter", "delay", "--seconds", "-1"), ("call", "counter", "1", "--timeout", "0"),
+                 ("deploy", "counter", str(COMPONENTS / "counter.wat"), "--probe", '"x"')):
+        result = airssys(*args, env=env, check=False)
+        assert result.returncode == 2, args

@@ -270,3 +270,16 @@ async def test_a_process_killed_during_the_upgrade_is_restarted_like_any_crash(n
     assert (await root.which_children())[1].restarts == 1
 
 
+
+
+async def test_target_by_nested_child_id_or_registered_name(node):
+    tree = Supervisor("root", children=[
+        Supervisor("inner", children=[Child("deep", Component.load(V1, version="v1"), name="deep/1")]),
+    ])
+    root = await supervisors.start(node, tree)
+    report = await root.upgrade("deep", V2, version="v2")
+    assert [p.child for p in report.processes] == ["deep"]
+    report = await root.upgrade("deep/1", V1, version="v1b")
+    assert [p.to_version for p in report.processes] == ["v1b"]
+    with pytest.raises(SupervisorError, match="is a supervisor"):
+        await root.upgrade("inner", V2)
