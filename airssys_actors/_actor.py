@@ -10,6 +10,7 @@ from ._codec import UndecodableMessage, decode, encode
 from ._errors import ActorError
 from ._message import Envelope, Message
 from ._pid import Pid
+from ._process import ProcessExit
 from ._reasons import ExitReason, parse
 
 if TYPE_CHECKING:
@@ -136,8 +137,6 @@ class PythonBehaviour:
         self.ctx: Context | None = None
 
     async def init(self, proc: Process, args: bytes) -> None:
-        from ._process import ProcessExit
-
         try:
             self.actor = self._factory()
             self.ctx = Context(proc)
@@ -146,8 +145,6 @@ class PythonBehaviour:
             raise ProcessExit(_failure(exc)) from exc
 
     async def handle(self, proc: Process, env: Envelope) -> bytes | None:
-        from ._process import ProcessExit
-
         assert self.actor is not None and self.ctx is not None
         try:
             result = await self.actor.handle(self.ctx, Message._from(env))

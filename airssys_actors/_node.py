@@ -22,7 +22,7 @@ from ._actor import Actor, PythonBehaviour
 from ._capabilities import Capabilities
 from ._codechange import CodeChange
 from ._codechange import prepare as prepare_code_change
-from ._codec import encode
+from ._codec import decode, encode
 from ._deadletters import DeadLetter, DeadLetters
 from ._errors import (
     ActorError,
@@ -33,6 +33,7 @@ from ._errors import (
     MessageTooLarge,
     NodeClosed,
     NoSuchProcess,
+    SpawnFailed,
     UpgradeFailed,
 )
 from ._events import EventBus, Subscription
@@ -259,12 +260,25 @@ class Node:
             self._link_pair(parent, proc)
         if monitor and parent is not None:
             self._add_monitor(parent, proc)
-        await nursery.start(proc.run, payload, True)
+        if behaviour.is_async:
+            await nursery.start(proc.run, payload, True)
+        else:
+            # A synchronous init (an inline guest) runs here; only the loop needs a task.
+            await self._start_inline(nursery, proc, payload)
         return proc.pid
 
+    async def _start_inline(self, nursery: trio.Nursery, proc: Process, payload: bytes) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        failure = proc.init_inline(payload)
+        if failure is not None:
+            proc._terminate(failure)
+            raise SpawnFailed(failure)
+        nursery.start_soon(proc.run, payload, False, True)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
     def _spawn_from_guest(self, parent: Process, component: str, args: bytes) -> Pid:
-        # Synchronous: the guest gets the pid at once; init runs when the task starts, and
-        # a failing init shows up as an exit (to links and monitors), as with Erlang's spawn.
+        # Synchronous: the child's init runs inside the parent's host call, so the parent
+        # gets either the pid of a started process or err with the reason init failed.
         nursery = self._require_open()
         if component not in self._components:
             raise ActorError(f"unknown component {component!r}")
@@ -272,8 +286,12 @@ class Node:
         limits = getattr(parent.behaviour, "limits", self.limits)
         behaviour = WasmBehaviour(self._components[component], limits, Capabilities())
         proc = self._make_process(behaviour, None, False, False, None, parent.pid)
+        failure = proc.init_inline(args)
+        if failure is not None:
+            proc._terminate(failure)
+            raise SpawnFailed(failure)
         parent.children.add(proc.pid)
-        nursery.start_soon(proc.run, args, False)
+        nursery.start_soon(proc.run, args, False, True)
         return proc.pid
 
     def _make_process(self, behaviour: Any, name: str | None, trap_exits: bool, keep: bool,
@@ -485,8 +503,6 @@ class Node:
             CallFailed: the process exited before replying (at once, not at the timeout).
             NoSuchProcess, UnencodableMessage, MessageTooLarge.
         """
-        from ._codec import decode
-
         return decode(await self.call_bytes(to, encode(message, self.max_message), timeout))
 
     async def call_bytes(self, to: Pid | str, payload: bytes, timeout: float = 5.0) -> bytes:

@@ -143,24 +143,44 @@ class Process:
 
     # -- the task ---------------------------------------------------------------------
 
-    async def run(self, args: bytes, report_init_failure: bool, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    def init_inline(self, args: bytes) -> ExitReason | None:
+        """Run a synchronous behaviour's ``init`` now, in the caller's task; None when it
+        succeeded (the process counts as started), else the reason it failed. The task
+        started afterwards with ``run(..., initialized=True)`` goes straight to the loop."""
+        token = current_process.set(self)
+        try:
+            if self.node.faults._take_init_failure(self.name):
+                return ExitReason("error", "injected fault: init failed")
+            self.behaviour.init(self, args)
+        except ProcessExit as exc:
+            return exc.reason
+        finally:
+            current_process.reset(token)
+        self.started = True
+        self.node._on_started(self)
+        return None
+
+    async def run(self, args: bytes, report_init_failure: bool, initialized: bool = False,
+                  task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         current_process.set(self)
         reason = NORMAL
         init_failed = False
         try:
             with self._scope:
-                try:
-                    if self.node.faults._take_init_failure(self.name):
-                        raise ProcessExit(ExitReason("error", "injected fault: init failed"))
-                    result = self.behaviour.init(self, args)
-                    if self.behaviour.is_async:
-                        await result
-                except ProcessExit as exc:
-                    reason, init_failed = exc.reason, True
-                else:
-                    self.started = True
-                    self.node._on_started(self)
-                    task_status.started(self.pid)
+                if not initialized:
+                    try:
+                        if self.node.faults._take_init_failure(self.name):
+                            raise ProcessExit(ExitReason("error", "injected fault: init failed"))
+                        result = self.behaviour.init(self, args)
+                        if self.behaviour.is_async:
+                            await result
+                    except ProcessExit as exc:
+                        reason, init_failed = exc.reason, True
+                    else:
+                        self.started = True
+                        self.node._on_started(self)
+                        task_status.started(self.pid)
+                if not init_failed:
                     # init may already have asked to stop (OTP's {stop, Reason} from init).
                     reason = self.stop_request or await self._loop()
             if self.exit_reason is not None:
@@ -168,7 +188,8 @@ class Process:
                 init_failed = not self.started
         except BaseException as exc:
             # The node is being torn down (or a bug): end this process, then let it go on.
-            reason = self.exit_reason or ExitReason("shutdown" if isinstance(exc, trio.Cancelled) else "error", None if isinstance(exc, trio.Cancelled) else repr(exc))
+            cancelled = isinstance(exc, trio.Cancelled)
+            reason = self.exit_reason or ExitReason("shutdown" if cancelled else "error", None if cancelled else repr(exc))
             self._terminate(reason)
             raise
         self._terminate(reason)

@@ -18,6 +18,7 @@ from ._host._component import compile_component
 from ._host._imports import HostRefused
 from ._host._instance import GuestError, GuestInstance, GuestTrap, Limits
 from ._message import Envelope, Kind
+from ._process import ProcessExit
 from ._reasons import ExitReason, parse
 
 if TYPE_CHECKING:
@@ -91,8 +92,6 @@ class WasmBehaviour:
         self.is_async = threaded
 
     def init(self, proc: Process, args: bytes) -> Any:
-        from ._process import ProcessExit
-
         if len(args) > self.limits.max_message:
             raise ProcessExit(ExitReason("error", str(MessageTooLarge(len(args), self.limits.max_message))))
         if self.threaded:
@@ -101,8 +100,6 @@ class WasmBehaviour:
         return None
 
     def _init(self, proc: Process, args: bytes) -> None:
-        from ._process import ProcessExit
-
         host: Any = GuestHost(proc, self)
         if self.threaded:
             host = _TrioBridge(host)
@@ -138,8 +135,6 @@ class WasmBehaviour:
         return self._handle(proc, env)
 
     def _handle(self, proc: Process, env: Envelope) -> bytes | None:
-        from ._process import ProcessExit
-
         instance = self.instance
         assert instance is not None
         sender = env.sender
