@@ -259,6 +259,7 @@ class Process:
         finally:
             self.node._on_exit(self, reason)
             self.done.set()
+            self._idle.set()  # a pending suspend() returns: there is nothing left to wait for
 
     def _injected_fault(self) -> ExitReason | None:
         """Apply the armed fault to the message about to be handled. A WASM guest gets
@@ -283,14 +284,7 @@ class Process:
         self._idle = trio.Event()
         self._resumed = trio.Event()
         self.mailbox.wake()
-        async with trio.open_nursery() as nursery:
-            async def until_done() -> None:
-                await self.done.wait()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(until_done)
-            await self._idle.wait()
-            nursery.cancel_scope.cancel()
+        await self._idle.wait()  # set between two messages, or when the process ends
 
     def resume(self) -> None:
         self._suspend_requested = False

@@ -101,18 +101,26 @@ class Migration:
         return UpgradeReport(self.target, self.strategy, tuple(p for _, p in self.done),
                              time.perf_counter() - self._started)
 
-    def _fail(self, exc: UpgradeFailed) -> UpgradeFailed:
-        return UpgradeFailed(exc.process, exc.cause, exc.detail, report=self.report())
+    def _fail(self, exc: UpgradeFailed, target: Target | None = None) -> UpgradeFailed:
+        """The error to raise: it names the process by its child id, with the report."""
+        process = exc.process if target is None else target.child
+        return UpgradeFailed(process, exc.cause, exc.detail, report=self.report())
 
     async def run(self, targets: list[Target]) -> UpgradeReport:
         canaries, rest = targets[: self.canary], targets[self.canary:]
         if canaries:
             await self._rolling(canaries)
             await self._check_canaries(canaries)
-        if self.strategy == "rolling":
-            await self._rolling(rest)
-        else:
-            await self._atomic(rest)
+        try:
+            if self.strategy == "rolling":
+                await self._rolling(rest)
+            else:
+                await self._atomic(rest)
+        except UpgradeFailed:
+            if canaries and self.strategy == "atomic":
+                # All-or-nothing includes the canaries: change them back too.
+                await self._revert_canaries(canaries)
+            raise
         return self.report()
 
     async def _suspend(self, target: Target) -> float:
@@ -133,12 +141,12 @@ class Migration:
             try:
                 started = await self._suspend(target)
             except UpgradeFailed as exc:
-                raise self._fail(exc) from None
+                raise self._fail(exc, target) from None
             try:
                 change = self.node.prepare_code_change(target.pid, target.new)
             except UpgradeFailed as exc:
                 self.node.resume(target.pid)
-                raise self._fail(exc) from None
+                raise self._fail(exc, target) from None
             change.commit()
             self.node.resume(target.pid)
             self._record(target, change, started)
@@ -146,16 +154,22 @@ class Migration:
     async def _atomic(self, targets: list[Target]) -> None:
         suspended: list[tuple[Target, float]] = []
         changes: list[Any] = []
+        current: Target | None = None
         try:
-            for target in targets:
-                suspended.append((target, await self._suspend(target)))
-                changes.append(self.node.prepare_code_change(target.pid, target.new))
+            for current in targets:
+                suspended.append((current, await self._suspend(current)))
+                changes.append(self.node.prepare_code_change(current.pid, current.new))
+            for target, _ in suspended:
+                if not self.node.is_alive(target.pid):
+                    # It died while the others migrated: nothing is committed.
+                    current = target
+                    raise UpgradeFailed(target.child, "noproc", "the process exited during the change")
         except UpgradeFailed as exc:
             for change in changes:
                 change.rollback()
             for target, _ in suspended:
                 self.node.resume(target.pid)
-            raise self._fail(exc) from None
+            raise self._fail(exc, current) from None
         except BaseException:
             for change in changes:
                 change.rollback()
@@ -178,7 +192,7 @@ class Migration:
             except (CallFailed, CallTimeout, NoSuchProcess) as exc:
                 await self._revert_canaries(canaries)
                 raise self._fail(UpgradeFailed(target.child, "probe_failed",
-                                               f"the canary did not answer the probe: {exc}")) from None
+                                               f"the canary did not answer the probe: {exc}"), target) from None
 
     async def _revert_canaries(self, canaries: list[Target]) -> None:
         """Change the canaries that are still alive back to the version they had."""
@@ -190,12 +204,11 @@ class Migration:
             if not self.node.is_alive(target.pid):
                 continue  # it crashed; its supervisor restarts it with the old spec
             back = attrs.evolve(target, component=target.new, new=target.component)
-            started = await self._suspend(back)
+            await self._suspend(back)
             try:
                 self.node.prepare_code_change(back.pid, back.new).commit()
             finally:
                 self.node.resume(back.pid)
-            del started
         self.done = keep
 
 

@@ -283,3 +283,35 @@ async def test_target_by_nested_child_id_or_registered_name(node):
     assert [p.to_version for p in report.processes] == ["v1b"]
     with pytest.raises(SupervisorError, match="is a supervisor"):
         await root.upgrade("inner", V2)
+
+
+async def test_canaries_go_back_when_the_rest_of_an_atomic_change_fails(node):
+    odd = Component.load(component_path("echo.wat"), name="counter", version="v1")
+    root = await start(node, [*counters(2), Child("c2", odd, name="c2")])
+    await node.call("c0", 5)
+    with pytest.raises(UpgradeFailed) as info:
+        await root.upgrade("counter", V2, version="v2", canary=1, probe="stats")
+    assert info.value.process == "c2"
+    assert [node.process_info(f"c{i}")["version"] for i in range(3)] == ["v1", "v1", "v1"]
+    assert await node.call("c0", "get") == 5
+
+
+async def test_a_process_that_dies_mid_change_is_not_committed(node):
+    slow = Component.load(component_path("crasher.wat"), name="counter", version="v1")
+    root = await start(node, [*counters(1), Child("slow", slow, name="slow", threaded=True,
+                                                   limits=Limits(fuel=None, deadline=None))])
+    c0 = await root.child_pid("c0")
+    await node.send("slow", ["spin", 2_000_000_000])
+
+    async def killer():
+        await trio.sleep(0.05)
+        node.kill(c0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(killer)
+        with pytest.raises(UpgradeFailed) as info:
+            # echo accepts any state, so only the death of c0 can make this change fail.
+            await root.upgrade("counter", component_path("echo.wat"), version="v2")
+    assert info.value.cause == "noproc" and info.value.process == "c0"
+    await trio.testing.wait_all_tasks_blocked()
+    assert [r.version for r in await root.which_children()] == ["v1", "v1"]
