@@ -268,13 +268,14 @@ class Node:
         return proc.pid
 
     async def _start_inline(self, nursery: trio.Nursery, proc: Process, payload: bytes) -> None:
+        # A cancellation point, but not a scheduling point: spawning many processes in a
+        # row does not pay a scheduler pass each (their tasks start at the next one).
         await trio.lowlevel.checkpoint_if_cancelled()
         failure = proc.init_inline(payload)
         if failure is not None:
             proc._terminate(failure)
             raise SpawnFailed(failure)
         nursery.start_soon(proc.run, payload, False, True)
-        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def _spawn_from_guest(self, parent: Process, component: str, args: bytes) -> Pid:
         # Synchronous: the child's init runs inside the parent's host call, so the parent

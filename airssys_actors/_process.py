@@ -112,8 +112,8 @@ class Process:
         """A fault armed by ``node.faults`` for the next message."""
         self.suspended = False
         self._suspend_requested = False
-        self._idle = trio.Event()
-        self._resumed = trio.Event()
+        self._idle: trio.Event | None = None  # created by suspend(), only when needed
+        self._resumed: trio.Event | None = None
 
     def __repr__(self) -> str:
         return f"<Process {self.pid} name={self.name!r}>"
@@ -212,6 +212,7 @@ class Process:
                 # Between two messages: acknowledge the suspension and wait. New
                 # messages queue meanwhile (within the mailbox bound).
                 self.suspended = True
+                assert self._idle is not None and self._resumed is not None
                 self._idle.set()
                 await self._resumed.wait()
                 self.suspended = False
@@ -259,7 +260,8 @@ class Process:
         finally:
             self.node._on_exit(self, reason)
             self.done.set()
-            self._idle.set()  # a pending suspend() returns: there is nothing left to wait for
+            if self._idle is not None:
+                self._idle.set()  # a pending suspend() returns: there is nothing left to wait for
 
     def _injected_fault(self) -> ExitReason | None:
         """Apply the armed fault to the message about to be handled. A WASM guest gets
@@ -288,7 +290,8 @@ class Process:
 
     def resume(self) -> None:
         self._suspend_requested = False
-        self._resumed.set()
+        if self._resumed is not None:
+            self._resumed.set()
 
     # -- introspection ----------------------------------------------------------------
 

@@ -86,6 +86,8 @@ as not recovered."""
 TARGET_THROUGHPUT = 0.80
 TARGET_P99 = 5.0
 TARGET_RECOVERY = 1.0
+CONTENDED = 0.05
+"""Run-queue wait fraction (time runnable but not running) above which a run is flagged."""
 
 # Outcome codes of a load message.
 UNSENT, ANSWERED, FAILED, NOPROC, TIMEOUT, WRONG, UNEXPECTED = range(7)
@@ -245,7 +247,7 @@ class Bench:
                 scheduler.step()
                 step_seconds.append(time.perf_counter() - t)
                 n += 1
-                await trio.sleep_until(t0 + n * step_period)
+                await trio.sleep_until(min(t0 + n * step_period, t_stop))
             chaos_window.append(now())
             faults_stopped.set()
 
@@ -641,6 +643,8 @@ def build_report(cfg: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         "runqueue_wait_fraction": {tag: result["runs"][tag]["contention"].get("runqueue_wait_fraction")
                                    for tag in ("baseline", "faults")},
     }
+    waits = [result["runs"][tag]["contention"].get("runqueue_wait_fraction") for tag in ("baseline", "faults")]
+    contended = any(w is not None and w > CONTENDED for w in waits)
     name = "chaos"
     targets = [
         R.target(name, "offered load sent (no-fault run)",
@@ -669,6 +673,10 @@ def build_report(cfg: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
             "exits": events.get("faults:exit", 0),
         },
         "where_the_time_goes": time_goes,
+        "contended": contended,
+        "contended_note": (f"another process took the pinned CPU for more than {CONTENDED:.0%} of a run's wall time "
+                           "(run-queue wait): the throughput and latency comparisons are not trustworthy; run again "
+                           "on a quiet machine") if contended else None,
         **{k: v for k, v in result.items() if k not in ("restarts", "probes")},
         "restarts": {k: v for k, v in restarts.items()},
         "probes": result["probes"],
@@ -857,6 +865,8 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds"] = time.perf_counter() - started
     for title, headers, rows, right in tables(report):
         R.print_table(title, headers, rows, right)
+    if report["contended"]:
+        print(f"WARNING: {report['contended_note']}")
     a = report["runs"]["faults"]["accounting"]
     if a["unexpected_examples"]:
         print("unexpected errors:", *a["unexpected_examples"], sep="\n  ")

@@ -705,12 +705,26 @@ async def bench_call(echo: Any, n: int, repeats: int, capacity: int, raw_bytes: 
     return all_runs
 
 
-def run_runtime(size: dict[str, int]) -> dict[str, Any]:
+SECTIONS = ("spawn", "throughput", "latency")
+"""What ``--only`` can pick; the floors are always measured."""
+
+
+def run_runtime(size: dict[str, int], only: set[str] | frozenset[str] = frozenset(SECTIONS)) -> dict[str, Any]:
     reps = size["repeats"]
     cap = size["mailbox_capacity"]
     echo = load_echo()
     out: dict[str, Any] = {}
 
+    if "spawn" in only:
+        _run_spawn(out, echo, size, reps, cap)
+    if "throughput" in only:
+        _run_throughput(out, echo, size, reps, cap)
+    if "latency" in only:
+        _run_latency(out, echo, size, reps, cap)
+    return out
+
+
+def _run_spawn(out: dict[str, Any], echo: Any, size: dict[str, int], reps: int, cap: int) -> None:
     out["spawn_us"] = summarize(
         repeat(lambda: trio.run(bench_spawn, echo, size["spawn"], cap), reps, "spawn_us"), "us",
         what=f"await node.spawn(echo), {size['spawn']} in a row on one node, per spawn",
@@ -720,6 +734,8 @@ def run_runtime(size: dict[str, int]) -> dict[str, Any]:
         repeat(lambda: trio.run(bench_spawn, echo, size["spawn"], cap, True), reps, "spawn_gc_off_us"), "us",
         what="same with the cyclic GC disabled while timing (informational)", n=size["spawn"])
 
+
+def _run_throughput(out: dict[str, Any], echo: Any, size: dict[str, int], reps: int, cap: int) -> None:
     with contention("send_1to1_msgs_per_s"):
         runs = trio.run(bench_send, echo, size["send"], reps, cap)
     out["send_1to1_msgs_per_s"] = summarize(
@@ -742,6 +758,8 @@ def run_runtime(size: dict[str, int]) -> dict[str, Any]:
         what=f"{s} sender tasks -> {m} echo guests, round-robin, then 1 call each",
         senders=s, guests=m, n=size["fanin_messages"])
 
+
+def _run_latency(out: dict[str, Any], echo: Any, size: dict[str, int], reps: int, cap: int) -> None:
     for key, raw in (("call_us", False), ("call_bytes_us", True)):
         with contention(key):
             runs = trio.run(bench_call, echo, size["calls"], reps, cap, raw)
@@ -758,7 +776,6 @@ def run_runtime(size: dict[str, int]) -> dict[str, Any]:
                              p50=statistics.median(p50), p99=statistics.median(p99),
                              p999=statistics.median(p999), mean=statistics.median(mean),
                              p99_runs=p99, p999_runs=p999, mean_runs=mean)
-    return out
 
 
 # -- many processes (in a child process, for a clean memory baseline) --------------------
@@ -909,62 +926,65 @@ def build_targets(floors: dict[str, Any], runtime: dict[str, Any], many: dict[st
         })
 
     spawn_floor = f["raw_instantiate_us"] + f["trio_task_spawn_us"]
-    spawn = runtime["spawn_us"]["median"]
-    row("spawn (per process)", spawn, spawn_floor, spawn / spawn_floor, "<= 2x floor",
-        spawn / spawn_floor <= 2.0, fmt_us, "raw instantiate + trio task spawn", "spawn_us")
-
-    send_floor_us = f["trio_hop_bufferN_us"] + f["raw_call_cast_us"]
-    send_floor = 1e6 / send_floor_us
-    send = runtime["send_1to1_msgs_per_s"]["median"]
-    row("send throughput 1 -> 1", send, send_floor, send / send_floor, ">= 50% of floor",
-        send / send_floor >= 0.5, fmt_rate, "1 / (trio hop, buffered + raw cast call)",
-        "send_1to1_msgs_per_s")
-    fan = runtime["send_NtoM_msgs_per_s"]
-    row(f"send throughput {fan['senders']} -> {fan['guests']}", fan["median"], send_floor,
-        fan["median"] / send_floor, ">= 50% of floor", fan["median"] / send_floor >= 0.5, fmt_rate,
-        "same as 1 -> 1 (one core)", "send_NtoM_msgs_per_s")
-
+    send_floor = 1e6 / (f["trio_hop_bufferN_us"] + f["raw_call_cast_us"])
     call_floor = f["trio_roundtrip_us"] + f["raw_call_call_us"]
-    call = runtime["call_us"]
-    for q in ("p50", "p99", "p999"):
-        # Each percentile against the same percentile of the trio round trip (+ raw call).
-        qf = call_floor if q == "p50" else floors["trio_roundtrip_us"][q] + f["raw_call_call_us"]
-        ok: bool | None = call[q] / qf <= 2.0 if q == "p50" else None
-        row(f"call round trip {q}", call[q], qf, call[q] / qf,
-            "<= 2x floor" if q == "p50" else "(informational)", ok, fmt_us,
-            f"trio round trip {q} + raw call", "call_us." + q)
-    cb = runtime["call_bytes_us"]
-    row("call_bytes round trip p50", cb["p50"], call_floor, cb["p50"] / call_floor,
-        "(informational)", None, fmt_us, "trio round trip p50 + raw call", "call_bytes_us.p50")
+    if "spawn_us" in runtime:
+        spawn = runtime["spawn_us"]["median"]
+        row("spawn (per process)", spawn, spawn_floor, spawn / spawn_floor, "<= 2x floor",
+            spawn / spawn_floor <= 2.0, fmt_us, "raw instantiate + trio task spawn", "spawn_us")
 
-    nm = runtime["send_nowait_1to1_msgs_per_s"]["median"]
-    row("send_nowait throughput 1 -> 1", nm, send_floor, nm / send_floor, "(informational)", None,
-        fmt_rate, "same as 1 -> 1", "send_nowait_1to1_msgs_per_s")
-    sg = runtime["spawn_gc_off_us"]["median"]
-    row("spawn, cyclic GC off", sg, spawn_floor, sg / spawn_floor, "(informational)", None, fmt_us,
-        "raw instantiate + trio task spawn", "spawn_gc_off_us")
+        sg = runtime["spawn_gc_off_us"]["median"]
+        row("spawn, cyclic GC off", sg, spawn_floor, sg / spawn_floor, "(informational)", None, fmt_us,
+            "raw instantiate + trio task spawn", "spawn_gc_off_us")
 
-    n = many["n"]
-    for q in ("p50", "p99", "max"):
-        v = many["call_us"][q]
-        row(f"call {q} with {n:,} processes alive", v, call_floor, v / call_floor, "(informational)",
-            None, fmt_us, "trio round trip p50 + raw call", f"processes.call_us.{q}")
-    v = many["spawn_us_per_process"]
-    row(f"spawn, {n:,} in a row", v, spawn_floor, v / spawn_floor, "(informational)", None, fmt_us,
-        "raw instantiate + trio task spawn", "processes.spawn_us_per_process")
-    fits = many["answered"] == n and many["alive"] == n
-    rss = many.get("VmRSS_per_process_bytes", float("nan"))
-    rows.append({
-        "cpu_wait": wait_of("processes"),
-        "figure": f"{n:,} live echo processes", "key": "processes",
-        "measured": rss, "floor": None, "ratio": None,
-        "target": f"{TARGET_PROCESSES:,} fit",
-        "status": ("PASS" if fits else "MISS") if n >= TARGET_PROCESSES else ("n/a" if fits else "MISS"),
-        "measured_text": f"{fmt_bytes(rss)} RSS/proc, "
-                         f"{fmt_bytes(many.get('VmSize_per_process_bytes', float('nan')))} virtual/proc, "
-                         f"{many['answered']:,}/{n:,} answered",
-        "floor_text": "-", "floor_is": "-",
-    })
+    if "send_1to1_msgs_per_s" in runtime:
+        send = runtime["send_1to1_msgs_per_s"]["median"]
+        row("send throughput 1 -> 1", send, send_floor, send / send_floor, ">= 50% of floor",
+            send / send_floor >= 0.5, fmt_rate, "1 / (trio hop, buffered + raw cast call)",
+            "send_1to1_msgs_per_s")
+        fan = runtime["send_NtoM_msgs_per_s"]
+        row(f"send throughput {fan['senders']} -> {fan['guests']}", fan["median"], send_floor,
+            fan["median"] / send_floor, ">= 50% of floor", fan["median"] / send_floor >= 0.5, fmt_rate,
+            "same as 1 -> 1 (one core)", "send_NtoM_msgs_per_s")
+
+        nm = runtime["send_nowait_1to1_msgs_per_s"]["median"]
+        row("send_nowait throughput 1 -> 1", nm, send_floor, nm / send_floor, "(informational)", None,
+            fmt_rate, "same as 1 -> 1", "send_nowait_1to1_msgs_per_s")
+    if "call_us" in runtime:
+        call = runtime["call_us"]
+        for q in ("p50", "p99", "p999"):
+            # Each percentile against the same percentile of the trio round trip (+ raw call).
+            qf = call_floor if q == "p50" else floors["trio_roundtrip_us"][q] + f["raw_call_call_us"]
+            ok: bool | None = call[q] / qf <= 2.0 if q == "p50" else None
+            row(f"call round trip {q}", call[q], qf, call[q] / qf,
+                "<= 2x floor" if q == "p50" else "(informational)", ok, fmt_us,
+                f"trio round trip {q} + raw call", "call_us." + q)
+        cb = runtime["call_bytes_us"]
+        row("call_bytes round trip p50", cb["p50"], call_floor, cb["p50"] / call_floor,
+            "(informational)", None, fmt_us, "trio round trip p50 + raw call", "call_bytes_us.p50")
+
+    if many:
+        n = many["n"]
+        for q in ("p50", "p99", "max"):
+            v = many["call_us"][q]
+            row(f"call {q} with {n:,} processes alive", v, call_floor, v / call_floor, "(informational)",
+                None, fmt_us, "trio round trip p50 + raw call", f"processes.call_us.{q}")
+        v = many["spawn_us_per_process"]
+        row(f"spawn, {n:,} in a row", v, spawn_floor, v / spawn_floor, "(informational)", None, fmt_us,
+            "raw instantiate + trio task spawn", "processes.spawn_us_per_process")
+        fits = many["answered"] == n and many["alive"] == n
+        rss = many.get("VmRSS_per_process_bytes", float("nan"))
+        rows.append({
+            "cpu_wait": wait_of("processes"),
+            "figure": f"{n:,} live echo processes", "key": "processes",
+            "measured": rss, "floor": None, "ratio": None,
+            "target": f"{TARGET_PROCESSES:,} fit",
+            "status": ("PASS" if fits else "MISS") if n >= TARGET_PROCESSES else ("n/a" if fits else "MISS"),
+            "measured_text": f"{fmt_bytes(rss)} RSS/proc, "
+                             f"{fmt_bytes(many.get('VmSize_per_process_bytes', float('nan')))} virtual/proc, "
+                             f"{many['answered']:,}/{n:,} answered",
+            "floor_text": "-", "floor_is": "-",
+        })
     return rows
 
 
@@ -1065,6 +1085,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="override the number of repeats")
     parser.add_argument("--processes", type=int, help="override the number of live processes")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to one core")
+    parser.add_argument("--only", choices=SECTIONS, action="append",
+                        help="measure only this (repeatable): spawn (with the live-process figure), "
+                             "throughput, latency; the floors are always measured")
     parser.add_argument("--markdown", metavar="FILE", help="also write the tables as Markdown")
     parser.add_argument("--render", metavar="JSON", help="render a saved JSON report instead of running")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
@@ -1102,8 +1125,10 @@ def main(argv: list[str] | None = None) -> int:
 
     floors = phase("trio floors", lambda: run_trio_floors(size))
     floors.update(phase("host-layer floors", lambda: run_host_floors(size)))
-    runtime = phase("runtime", lambda: run_runtime(size))
-    many = phase(f"{size['processes']} live processes", lambda: run_many(size, not args.no_pin))
+    only = set(args.only or SECTIONS)
+    runtime = phase("runtime", lambda: run_runtime(size, only))
+    many = (phase(f"{size['processes']} live processes", lambda: run_many(size, not args.no_pin))
+            if "spawn" in only else {})
 
     report: dict[str, Any] = {
         "command": shlex.join([sys.executable, "-m", "benchmarks.core", *(argv if argv is not None else sys.argv[1:])]),
