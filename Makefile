@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test python-guest world bench-smoke clean
+.PHONY: demo test python-guest world bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ python-guest: $(STAMP)
 
 test: $(STAMP) python-guest
 	$(BIN)/python -m pytest -q
+
+# Every benchmark at the size that takes under five minutes (see docs/benchmarks.md).
+bench: $(STAMP)
+	$(BIN)/airssys bench all --out build/bench.json
 
 # Regenerate the reference world component the host checks guests against.
 world: $(STAMP)

@@ -761,54 +761,57 @@ def tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
 def draw(report: dict[str, Any]) -> Any:
     def _draw(plt: Any) -> Any:
         runs = report["runs"]
-        fig, axes = plt.subplots(3, 1, figsize=(11, 9))
-        ax_t, ax_l, ax_r = axes
+        cfg = report["config"]
+        fig, axes = plt.subplots(4, 1, figsize=(11, 10), gridspec_kw={"height_ratios": [1.2, 3, 3, 2.5]})
+        ax_f, ax_t, ax_l, ax_r = axes
         colors = {"baseline": "tab:blue", "faults": "tab:red"}
-        labels = {"baseline": "no faults", "faults": f"{report['config']['faults']} faults/s"}
-        dur = report["config"]["duration"]
+        labels = {"baseline": "no faults", "faults": f"{cfg['faults']:g} faults/s"}
+        dur, rec = cfg["duration"], cfg["recovery"]
+        # Fault instants, one row per kind.
+        inst = report["injections"]["instants"]
+        kinds = sorted({k for _, k in inst})
+        ax_f.eventplot([[t for t, k in inst if k == kind] for kind in kinds], colors="tab:red",
+                       linelengths=0.8, linewidths=0.5)
+        ax_f.set_yticks(range(len(kinds)))
+        ax_f.set_yticklabels(kinds, fontsize=7)
+        ax_f.set_title(f"fault instants in the faulty run ({report['injections']['total']:,} injected)")
+        for ax in (ax_f, ax_t, ax_l):
+            ax.set_xlim(0, dur + rec)
+            ax.axvspan(dur, dur + rec, color="0.92", zorder=0)
         for tag in ("baseline", "faults"):
             tl = runs[tag]["timeline"]
             xs = [(i + 0.5) * tl["bucket_s"] for i in range(len(tl["answered_per_s"]))]
             ax_t.plot(xs, tl["answered_per_s"], color=colors[tag], label=f"answered/s, {labels[tag]}")
             if tag == "faults":
-                ax_t.plot(xs, tl["errors_per_s"], color="tab:orange", lw=0.8, label="failed calls/s (faults)")
+                ax_t.plot(xs, tl["errors_per_s"], color="tab:orange", lw=0.8, label="failed calls/s (faulty run)")
             p99 = [v / 1e3 if v is not None else math.nan for v in tl["p99_us"]]
             p50 = [v / 1e3 if v is not None else math.nan for v in tl["p50_us"]]
             ax_l.plot(xs, p99, color=colors[tag], label=f"p99, {labels[tag]}")
             ax_l.plot(xs, p50, color=colors[tag], lw=0.8, ls="--", label=f"p50, {labels[tag]}")
-        for ax in (ax_t, ax_l):
-            ax.axvspan(dur, dur + report["config"]["recovery"], color="0.9", label="recovery window (no faults)")
-        ax_t.axhline(report["config"]["rate"], color="0.5", ls=":", lw=0.8, label="offered")
-        inst = report["injections"]["instants"]
-        kinds = sorted({k for _, k in inst})
-        cmap = plt.get_cmap("tab10")
-        top = ax_t.get_ylim()[1]
-        for j, kind in enumerate(kinds):
-            xs = [t for t, k in inst if k == kind]
-            ax_t.scatter(xs, [top * (1.02 + 0.025 * j)] * len(xs), marker="|", s=30, color=cmap(j % 10),
-                         label=f"fault: {kind}")
+        ax_t.axhline(cfg["rate"], color="0.5", ls=":", lw=0.8, label=f"offered ({cfg['rate']:,}/s)")
+        ax_t.set_ylim(0, cfg["rate"] * 1.1)
         ax_t.set_ylabel("calls/s")
-        ax_t.set_title("answered throughput per 0.25 s (fault instants marked at the top)")
-        ax_t.legend(fontsize=7, ncol=4, loc="lower left")
+        ax_t.set_title("answered calls per second, 0.25 s buckets (grey: recovery window, faults stopped)")
+        ax_t.legend(fontsize=7, ncol=4, loc="lower center")
         ax_l.set_yscale("log")
-        ax_l.set_ylabel("call latency, ms")
+        ax_l.set_ylabel("ms")
         ax_l.set_xlabel("seconds since the run started")
-        ax_l.set_title("call latency per 0.25 s bucket (send -> answer)")
-        ax_l.legend(fontsize=7, ncol=2)
+        ax_l.set_title("call latency (send -> answer) per 0.25 s bucket")
+        ax_l.legend(fontsize=7, ncol=4, loc="upper left")
         restart = [v * 1e3 for v in report["restarts"]["samples_s"]]
         probe = [v * 1e3 for v in report["probes"]["samples_s"]]
         if restart or probe:
             lo = max(1e-3, min(restart + probe))
             hi = max(restart + probe)
-            bins = [lo * (hi / lo) ** (k / 40) for k in range(41)] if hi > lo else 20
+            bins = [lo * (hi / lo) ** (k / 50) for k in range(51)] if hi > lo else 20
             if restart:
                 ax_r.hist(restart, bins=bins, alpha=0.6, label=f"exit -> restart event (n={len(restart)})")
             if probe:
-                ax_r.hist(probe, bins=bins, alpha=0.6, label=f"crash -> answered again (n={len(probe)})")
+                ax_r.hist(probe, bins=bins, alpha=0.6, label=f"crash -> answers again (n={len(probe)})")
             ax_r.set_xscale("log")
-        ax_r.set_xlabel("ms")
+        ax_r.set_xlabel("ms (log)")
         ax_r.set_ylabel("restarts")
-        ax_r.set_title("restart latency distribution (faulty run)")
+        ax_r.set_title("restart latency under load (faulty run)")
         ax_r.legend(fontsize=7)
         return fig
 
@@ -816,7 +819,7 @@ def draw(report: dict[str, Any]) -> Any:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    parts = []
+    parts = [f"**Warning:** {report['contended_note']}\n"] if report.get("contended") else []
     for title, headers, rows, right in tables(report):
         parts.append(f"{title}\n\n" + R.markdown_table(headers, rows, right))
     return "\n".join(parts)
@@ -872,7 +875,7 @@ def main(argv: list[str] | None = None) -> int:
         print("unexpected errors:", *a["unexpected_examples"], sep="\n  ")
     if args.json:
         R.write_json(args.json, report)
-        chart = R.write_chart(args.json, draw(report))
+        chart = R.write_chart(args.json, draw(report), size=(11, 10), dpi=72)
         if chart is not None:
             report["chart"] = str(chart)
             R.write_json(args.json, report)
