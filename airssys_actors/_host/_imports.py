@@ -184,6 +184,17 @@ def _finalize(env):  # type: ignore[no-untyped-def]
     return None
 
 
+def keep_forever(*thunks: object) -> None:
+    """Never free these ctypes callbacks. wasmtime calls finalizers when a linker or store
+    is dropped, which can happen while the interpreter clears module globals at exit;
+    a thunk freed before that would be a jump into freed memory."""
+    for thunk in thunks:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(thunk))
+
+
+keep_forever(_dispatch, _finalize)
+
+
 _LINKERS: dict[object, cm.Linker] = {}
 
 

@@ -23,7 +23,7 @@ from wasmtime import component as cm
 from . import _abi
 from ._engine import TICK_SECONDS, engine_host
 from ._component import imports_wasi
-from ._imports import HOSTS, HostApi, linker
+from ._imports import HOSTS, HostApi, keep_forever, linker
 
 Val = _abi.Val
 _func_call = ffi.wasmtime_component_func_call
@@ -141,6 +141,9 @@ def _on_epoch(context, env, delta, kind):  # type: ignore[no-untyped-def]
 @ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 def _no_finalizer(env):  # type: ignore[no-untyped-def]
     return None
+
+
+keep_forever(_on_epoch, _no_finalizer)
 
 
 def _classify(message: str) -> str:
