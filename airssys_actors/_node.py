@@ -270,7 +270,11 @@ class Node:
     async def _start_inline(self, nursery: trio.Nursery, proc: Process, payload: bytes) -> None:
         # A cancellation point, but not a scheduling point: spawning many processes in a
         # row does not pay a scheduler pass each (their tasks start at the next one).
-        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            proc._terminate(SHUTDOWN)  # cancelled before init: it never existed for anyone
+            raise
         failure = proc.init_inline(payload)
         if failure is not None:
             proc._terminate(failure)

@@ -154,6 +154,8 @@ class Process:
             self.behaviour.init(self, args)
         except ProcessExit as exc:
             return exc.reason
+        except Exception as exc:  # a host-layer failure: the process did not start either
+            return ExitReason("error", repr(exc))
         finally:
             current_process.reset(token)
         self.started = True

@@ -15,6 +15,7 @@ MODULES = {
     "restart": ("benchmarks.restart", []),
     "upgrade": ("benchmarks.upgrade", []),
     "chaos": ("benchmarks.chaos", []),
+    "peers": ("benchmarks.peers", []),
     "all": ("benchmarks.all", []),
 }
 

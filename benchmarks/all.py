@@ -93,7 +93,8 @@ def extract_targets(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
         if not text:
             for key, unit in (("pause_p50_ms", " ms pause p50"), ("after_upgrade_msgs_per_s", "/s after")):
                 if isinstance(row.get(key), (int, float)):
-                    text = f"{row[key]:,.3g}{unit}"
+                    v = row[key]
+                    text = (f"{v:,.0f}" if v >= 100 else f"{v:.3g}") + unit
                     break
         if isinstance(ratio, (int, float)):
             text += f" ({ratio:.2f}x)"
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = None
     if args.json:
-        base = Path(args.json)
+        base = Path(args.json).resolve()  # the benchmarks run with the repository as cwd
         base.parent.mkdir(parents=True, exist_ok=True)
         stem = base.with_suffix("") if base.suffix == ".json" else base
     else:

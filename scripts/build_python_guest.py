@@ -90,13 +90,19 @@ def componentize_py_version(exe: Path) -> str:
 def guest_names() -> list[str]:
     if not GUESTS_DIR.is_dir():
         return []
-    return sorted(p.name for p in GUESTS_DIR.iterdir() if (p / f"{APP_MODULE}.py").is_file())
+    return sorted(p.name for p in GUESTS_DIR.iterdir()
+                  if p != COMMON_DIR and (p / f"{APP_MODULE}.py").is_file())
+
+
+#: Modules every guest may import (the msgpack codec), put on each guest's path.
+COMMON_DIR = GUESTS_DIR / "common"
 
 
 def source_files(guest_dir: Path) -> list[Path]:
     wit = sorted(p for p in WIT_DIR.rglob("*.wit") if p.is_file())
     py = sorted(
-        p for p in guest_dir.rglob("*.py") if p.is_file() and "__pycache__" not in p.parts
+        p for d in (guest_dir, COMMON_DIR) for p in d.rglob("*.py")
+        if p.is_file() and "__pycache__" not in p.parts
     )
     return wit + py
 
@@ -113,6 +119,7 @@ def componentize_args(exe: Path, guest_dir: Path, output: Path) -> list[str]:
         "-w", WORLD,
         "componentize",
         "-p", str(guest_dir),
+        "-p", str(COMMON_DIR),
         *([] if uses_wasi(guest_dir) else ["--stub-wasi"]),
         "-o", str(output),
         APP_MODULE,

@@ -309,11 +309,9 @@ async def trio_restart(n: int, warmup: int) -> list[float]:
 
 
 def pykka_available() -> bool:
-    try:
-        import pykka  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("pykka") is not None
 
 
 def _pykka_classes() -> tuple[Any, Any]:
@@ -355,8 +353,6 @@ def pykka_spawn(n: int) -> float:
     elapsed = clock() - start
     for ref in refs:
         ref.stop(block=False)
-    for ref in refs:
-        ref.actor_stopped.wait(10) if hasattr(ref, "actor_stopped") else None
     _stop_all()
     return elapsed / n * 1e6
 
@@ -440,9 +436,6 @@ def measure(size: dict[str, int], shapes: tuple[str, ...], progress: R.Progress)
     steps = [(shape, peer) for shape in shapes for peer in PEERS]
     progress.phase("peers", len(steps))
     done = 0
-
-    def per_op(peer: str, fn_trio: Callable[[], Any], fn_sync: Callable[[], Any]) -> Any:
-        return fn_trio() if peer in ("airssys", "trio") else fn_sync()
 
     for shape, peer in steps:
         progress.update(done, note=f"{shape} / {peer}", force=True)

@@ -32,7 +32,7 @@ WASM = REPO / "build" / "guests" / "kvstore.wasm"
 SELF = "<test.1>"
 
 sys.dont_write_bytecode = True  # leave no __pycache__ in the guest's source folder
-sys.path.insert(0, str(HERE / "kvstore"))
+sys.path.insert(0, str(HERE / "common"))
 import minipack  # noqa: E402 - the guest's own codec, importable on the host too
 
 try:

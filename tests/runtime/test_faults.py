@@ -148,12 +148,33 @@ async def test_chaos_under_supervision_loses_nothing(node):
                 errors += 1
             if i % 50 == 0:
                 await trio.sleep(0.01)
+    node.faults.clear()  # faults armed but not yet triggered when the chaos stopped
     await trio.sleep(0.05)
     assert sent == answered + errors  # every call answered or failed; none hangs or vanishes
     assert sum(scheduler.counts.values()) > 0
     assert root.alive
     for n in names:
         assert await node.call(n, "alive?") == "alive?"
+
+
+async def test_clear_disarms_pending_faults(node):
+    pid = await node.spawn(Echo, name="c")
+    node.faults.trap_next("c")
+    node.faults.drop("c", count=5)
+    node.faults.fail_next_init("later")
+    node.faults.clear()
+    assert await node.call("c", 1) == 1
+    assert await node.call(await node.spawn(Echo, name="later"), 2) == 2
+    assert node.is_alive(pid)
+
+
+async def test_mailbox_faults_queue_up_instead_of_replacing_each_other(node):
+    pid = await node.spawn(Echo)
+    node.faults.drop(pid, count=1)
+    node.faults.delay(pid, 0.01, count=1)
+    await node.send(pid, "dropped")
+    assert await node.call(pid, "delayed") == "delayed"
+    assert [d.value for d in node.dead_letters()] == ["dropped"]
 
 
 def test_fault_kinds_are_listed():

@@ -2,7 +2,7 @@
 
 State is one dict, kept at module level (one component instance is one process, so
 module globals are per process).
-Payloads are msgpack, encoded and decoded with the bundled ``minipack`` module.
+Payloads are msgpack, encoded and decoded with ``minipack`` (examples/python_guest/common, shared by the guests).
 
 Calls (the reply is the msgpack of the result):
 
