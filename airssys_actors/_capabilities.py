@@ -16,6 +16,21 @@ def _patterns(value: object) -> tuple[str, ...]:
     return tuple(value)  # type: ignore[arg-type]
 
 
+class Matcher:
+    """A set of patterns compiled for the hot path: one set lookup and one ``startswith``
+    over a tuple of prefixes, however many patterns there are."""
+
+    __slots__ = ("anything", "exact", "prefixes")
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        self.anything = "*" in patterns
+        self.exact = frozenset(p for p in patterns if not p.endswith("/*") and p != "*")
+        self.prefixes = tuple(p[:-1] for p in patterns if p.endswith("/*"))
+
+    def __call__(self, address: str) -> bool:
+        return self.anything or address in self.exact or address.startswith(self.prefixes)
+
+
 def matches(pattern: str, address: str) -> bool:
     """``*`` matches anything; ``a/*`` matches ``a/`` and anything under it (not ``ab``);
     anything else matches exactly."""

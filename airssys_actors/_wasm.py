@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ._capabilities import Capabilities
+from ._capabilities import Capabilities, Matcher
 from ._errors import ActorError, InvalidComponent, MailboxFull, MessageTooLarge, NoSuchProcess, SpawnFailed
 from ._host._component import compile_component
 from ._host._imports import HostRefused
@@ -182,7 +182,7 @@ class GuestHost:
         self.caps = behaviour.capabilities
         self.max_message = behaviour.limits.max_message
         self._self_text = str(proc.pid)
-        self._any_target = "*" in self.caps.send
+        self._may_message = Matcher(self.caps.send)
 
     def _deny(self, what: str, target: str) -> HostRefused:
         proc = self.proc
@@ -193,10 +193,9 @@ class GuestHost:
         return HostRefused(f"denied: {what} {target}")
 
     def _check_target(self, what: str, target: str) -> None:
-        if self._any_target or target == self._self_text or (self.proc.name is not None and target == self.proc.name):
+        if self._may_message(target) or target == self._self_text or target == self.proc.name:
             return
-        if not self.caps.may_message(target):
-            raise self._deny(what, target)
+        raise self._deny(what, target)
 
     def _check_size(self, payload: bytes) -> None:
         if len(payload) > self.max_message:

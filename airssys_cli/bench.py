@@ -16,6 +16,7 @@ MODULES = {
     "upgrade": ("benchmarks.upgrade", []),
     "chaos": ("benchmarks.chaos", []),
     "peers": ("benchmarks.peers", []),
+    "isolation": ("benchmarks.isolation", []),
     "all": ("benchmarks.all", []),
 }
 

@@ -40,6 +40,7 @@ PLAN: dict[str, dict[str, list[str]]] = {
     "upgrade": {"full": [], "smoke": []},
     "chaos": {"full": ["--duration", "10"], "smoke": []},
     "peers": {"full": [], "smoke": []},
+    "isolation": {"full": [], "smoke": []},
 }
 TIMEOUT = {"full": 600, "smoke": 300}
 
@@ -128,7 +129,7 @@ def extract_targets(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def run_one(name: str, size: str, json_path: Path, cpu: str) -> dict[str, Any]:
     cmd = [sys.executable, "-m", f"benchmarks.{name}", "--size", size, "--json", str(json_path), *PLAN[name][size]]
-    if name in ("chaos", "peers", "restart"):
+    if name in ("chaos", "peers", "restart", "isolation"):
         cmd += ["--cpu", cpu]
     started = time.perf_counter()
     try:

@@ -26,11 +26,27 @@ from ._component import imports_wasi
 from ._imports import HOSTS, HostApi, keep_forever, linker
 
 Val = _abi.Val
-_func_call = ffi.wasmtime_component_func_call
-_post_return = ffi.wasmtime_component_func_post_return
-_set_fuel = ffi.wasmtime_context_set_fuel
-_get_fuel = ffi.wasmtime_context_get_fuel
-_set_deadline = ffi.wasmtime_context_set_epoch_deadline
+def _raw(name: str, restype: Any, *argtypes: Any) -> Any:
+    """A C function of wasmtime's, bound with plain addresses in and out. ``dll[name]``
+    makes a fresh function object, so wasmtime-py's own binding is left as it is; these
+    skip its Python wrapper and the pointer object it builds for every result."""
+    fn = ffi.dll[name]
+    fn.restype = restype
+    fn.argtypes = argtypes
+    return fn
+
+
+_VP = ctypes.c_void_p
+_func_call = _raw("wasmtime_component_func_call", _VP, _VP, _VP, _VP, ctypes.c_size_t, _VP, ctypes.c_size_t)
+_post_return = _raw("wasmtime_component_func_post_return", _VP, _VP, _VP)
+_set_fuel = _raw("wasmtime_context_set_fuel", _VP, _VP, ctypes.c_uint64)
+_get_fuel = _raw("wasmtime_context_get_fuel", _VP, _VP, _VP)
+_set_deadline = _raw("wasmtime_context_set_epoch_deadline", None, _VP, ctypes.c_uint64)
+_ERROR_PTR = ctypes.POINTER(ffi.wasmtime_error_t)
+
+
+def _error_text(err: int) -> str:
+    return str(wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, _ERROR_PTR)))
 
 KIND_NAMES = ("cast", "call", "reply", "failed", "down", "exit", "timer")
 _KIND_HAS_REF = (False, True, True, True, True, False, True)
@@ -229,6 +245,9 @@ class GuestInstance:
                 byref(instance._instance), self._context, index.ptr(), byref(func))
             assert found, name
             self._funcs[name] = func
+        self._func_addrs = {name: ctypes.addressof(f) for name, f in self._funcs.items()}
+        self._fuel_left = ctypes.c_uint64()
+        self._fuel_left_addr = ctypes.addressof(self._fuel_left)
         self._prepare_envelope()
 
     # -- argument structures, built once -------------------------------------------------
@@ -252,7 +271,9 @@ class GuestInstance:
         self._sender: str | None = None
         self._payload_val = entries[2].val
         _abi.set_bytes(self._payload_val, b"")
+        self._env_addr = ctypes.addressof(env)
         self._result = Val()
+        self._result_addr = ctypes.addressof(self._result)
 
     def _release_envelope(self) -> None:
         kind = self._kind_val
@@ -270,7 +291,7 @@ class GuestInstance:
         """Set this call's fuel budget and deadline. Unlimited stores are armed once
         (with effectively endless fuel and no deadline) and cost nothing per call."""
         limits = self.limits
-        ctx = self._context
+        ctx = self._key
         if self.next_call_fault is not None:
             # Fault injection: the real limit, hit on this call.
             fault, self.next_call_fault = self.next_call_fault, None
@@ -300,8 +321,8 @@ class GuestInstance:
 
     def _account(self) -> None:
         if self.limits.fuel is not None:
-            left = ctypes.c_uint64()
-            _get_fuel(self._context, byref(left))
+            left = self._fuel_left
+            _get_fuel(self._key, self._fuel_left_addr)
             self.fuel_used += self.limits.fuel - left.value
 
     def _enter(self, thunk):  # type: ignore[no-untyped-def]
@@ -311,25 +332,25 @@ class GuestInstance:
             text = str(exc)
             raise GuestTrap(_classify(text), _trap_text(text)) from None
 
-    def _call(self, name: str, args: ctypes.Array | None, nargs: int) -> Val:
+    def _call(self, name: str, args: int | None, nargs: int) -> Val:
+        """Call an export; ``args`` is the address of ``nargs`` values (or None)."""
         if self._closed:
             raise GuestTrap("trap", "instance is closed")
-        func = self._funcs[name]
+        func = self._func_addrs[name]
         self._arm()
-        result = self._result
-        err = _func_call(byref(func), self._context, args, nargs, byref(result), 1)
+        err = _func_call(func, self._key, args, nargs, self._result_addr, 1)
         self._account()
         if err:
-            text = str(wasmtime.WasmtimeError._from_ptr(err))
+            text = _error_text(err)
             # A trapped instance may not be entered again.
             self._closed = True
             raise GuestTrap(_classify(text), _trap_text(text))
-        err = _post_return(byref(func), self._context)
+        err = _post_return(func, self._key)
         if err:
             self._closed = True
-            text = str(wasmtime.WasmtimeError._from_ptr(err))
+            text = _error_text(err)
             raise GuestTrap(_classify(text), _trap_text(text))
-        return result
+        return self._result
 
     def _unit_or_error(self, result: Val) -> None:
         try:
@@ -344,7 +365,7 @@ class GuestInstance:
         arg = Val()
         _abi.set_bytes(arg, args)
         try:
-            result = self._call("init", ctypes.pointer(arg), 1)
+            result = self._call("init", ctypes.addressof(arg), 1)
         finally:
             _abi.free(arg)
         self._unit_or_error(result)
@@ -367,7 +388,7 @@ class GuestInstance:
         _abi.free_list(self._payload_val)
         _abi.set_bytes(self._payload_val, payload)
         try:
-            result = self._call("handle", byref(self._env), 1)
+            result = self._call("handle", self._env_addr, 1)
         finally:
             variant.val = None
         try:
@@ -392,7 +413,7 @@ class GuestInstance:
         _abi.set_string(args[0], from_version)
         _abi.set_bytes(args[1], state)
         try:
-            result = self._call("upgrade", args, 2)
+            result = self._call("upgrade", ctypes.addressof(args), 2)
         finally:
             _abi.free(args[0])
             _abi.free(args[1])
