@@ -37,9 +37,6 @@ class TimerService:
         """Cancel a pending timer; False if it already fired or never existed."""
         return self._callbacks.pop(timer, None) is not None
 
-    def is_pending(self, timer: int) -> bool:
-        return timer in self._callbacks
-
     async def run(self) -> None:
         """Fire timers as they fall due, forever (cancel the enclosing scope to stop)."""
         while True:

@@ -99,12 +99,6 @@ def boxed_string(text: str) -> ctypes._Pointer:
     return _val_new(byref(tmp))
 
 
-def boxed_bytes(data: bytes) -> ctypes._Pointer:
-    tmp = Val()
-    set_bytes(tmp, data)
-    return _val_new(byref(tmp))
-
-
 def boxed_u64(value: int) -> ctypes._Pointer:
     tmp = Val()
     tmp.kind = K_U64
