@@ -40,30 +40,39 @@ class CodeChange:
     state_size: int
     prepared_at: float
     done: bool = False
+    old_instance: GuestInstance | None = None
 
     @property
     def to_version(self) -> str:
         return self.component.version
 
-    def commit(self) -> None:
-        """Swap the new instance in; the old one is closed."""
+    def commit(self, close_old: bool = True) -> None:
+        """Swap the new instance in. The old one is closed now, or with ``close_old=False``
+        by :meth:`release_old` later (after the process is resumed: closing a store is not
+        free, and need not lengthen the pause)."""
         if self.done:
             raise RuntimeError("this code change is already committed or rolled back")
         self.done = True
         behaviour = self.behaviour
-        old = behaviour.instance
+        self.old_instance = behaviour.instance
         behaviour.instance = self.new_instance
         behaviour.component_obj = self.component
         behaviour.component = self.component.name
         behaviour.version = self.component.version
-        if old is not None:
-            old.close()
+        if close_old:
+            self.release_old()
         proc = self.proc
         proc.node.events.emit(
             "upgrade", pid=proc.pid, name=proc.name, component=self.component.name,
             version=self.component.version,
             data={"from_version": self.from_version, "state_bytes": self.state_size},
         )
+
+    def release_old(self) -> None:
+        """Close the instance a committed change replaced (idempotent)."""
+        if self.old_instance is not None:
+            self.old_instance.close()
+            self.old_instance = None
 
     def rollback(self) -> None:
         """Drop the new instance; the old one goes on as if nothing happened."""

@@ -147,9 +147,10 @@ class Migration:
             except UpgradeFailed as exc:
                 self.node.resume(target.pid)
                 raise self._fail(exc, target) from None
-            change.commit()
+            change.commit(close_old=False)
             self.node.resume(target.pid)
             self._record(target, change, started)
+            change.release_old()
 
     async def _atomic(self, targets: list[Target]) -> None:
         suspended: list[tuple[Target, float]] = []
@@ -177,9 +178,10 @@ class Migration:
                 self.node.resume(target.pid)
             raise
         for (target, started), change in zip(suspended, changes, strict=True):
-            change.commit()
+            change.commit(close_old=False)
             self.node.resume(target.pid)
             self._record(target, change, started)
+            change.release_old()
 
     async def _check_canaries(self, canaries: list[Target]) -> None:
         for target in canaries:
