@@ -111,6 +111,9 @@ class Process:
         self.fault: str | None = None
         """A fault armed by ``node.faults`` for the next message."""
         self.suspended = False
+        self._parked = False
+        """True while the loop waits for mail: it takes nothing before checking for a
+        suspension again, so suspend() need not wait for it to acknowledge."""
         self._suspend_requested = False
         self._idle: trio.Event | None = None  # created by suspend(), only when needed
         self._resumed: trio.Event | None = None
@@ -222,7 +225,11 @@ class Process:
             env = mailbox.get_nowait()
             if env is None:
                 budget = 0
-                await mailbox.wait()
+                self._parked = True
+                try:
+                    await mailbox.wait()
+                finally:
+                    self._parked = False
                 continue
             self.current = env
             if self.fault is not None:
@@ -287,11 +294,18 @@ class Process:
         self._suspend_requested = True
         self._idle = trio.Event()
         self._resumed = trio.Event()
+        if self._parked and self.alive:
+            # Waiting for mail: when it wakes it sees the request before taking anything.
+            self.suspended = True
+            await trio.lowlevel.checkpoint()
+            if self._parked or self.suspended:
+                return
         self.mailbox.wake()
         await self._idle.wait()  # set between two messages, or when the process ends
 
     def resume(self) -> None:
         self._suspend_requested = False
+        self.suspended = False
         if self._resumed is not None:
             self._resumed.set()
 

@@ -36,6 +36,8 @@ from typing import Any, Callable
 import msgpack
 import trio
 
+from ._report import pin_to_one_core
+
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = ROOT / "examples" / "components" / "echo.wat"
 
@@ -97,50 +99,6 @@ TARGET_PROCESSES = 10_000
 
 
 # -- helpers --------------------------------------------------------------------------
-
-
-def pin_to_one_core() -> dict[str, Any]:
-    """Pin this process (and threads it starts later, e.g. the epoch ticker) to one CPU,
-    as the targets are "on one core": CPU 0, or the idlest allowed CPU when the machine
-    is shared. Returns what happened, for the report."""
-    info: dict[str, Any] = {"requested": True, "pinned": False, "cpu": None, "error": None}
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-        cpu = 0 if 0 in allowed else allowed[0]
-        if len(allowed) > 1:
-            # The machine is shared: take the CPU that was idlest just now.
-            try:
-                busy = _cpu_busy()
-                info["cpu_busy_before"] = busy
-                cpu = min(allowed, key=lambda c: (busy.get(c, 1.0), c))
-            except OSError:
-                pass
-        os.sched_setaffinity(0, {cpu})
-        now = os.sched_getaffinity(0)
-        info.update(pinned=now == {cpu}, cpu=cpu, affinity_before=allowed, affinity_after=sorted(now))
-    except (AttributeError, OSError) as exc:  # not Linux, or not allowed
-        info["error"] = repr(exc)
-    return info
-
-
-def _cpu_busy(seconds: float = 0.3) -> dict[int, float]:
-    """Fraction of time each CPU was busy over ``seconds`` (from /proc/stat)."""
-
-    def sample() -> dict[int, tuple[int, int]]:
-        out = {}
-        with open("/proc/stat") as f:
-            for line in f:
-                if line.startswith("cpu") and line[3].isdigit():
-                    name, *fields = line.split()
-                    values = [int(v) for v in fields]
-                    idle = values[3] + values[4]
-                    out[int(name[3:])] = (sum(values) - idle, sum(values))
-        return out
-
-    a = sample()
-    time.sleep(seconds)
-    b = sample()
-    return {cpu: (b[cpu][0] - a[cpu][0]) / max(1, b[cpu][1] - a[cpu][1]) for cpu in a if cpu in b}
 
 
 def _sched_wait_ns() -> int | None:
