@@ -193,7 +193,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out = render.console()
     if not args.json:
         out.print("[bold]airssys demo[/bold]: a supervision tree of WASM components under load, "
-                  "faults, and a hot upgrade. About 15 seconds.\n")
+                  "faults, and a hot upgrade. About 10 seconds.\n")
     summary = trio.run(run, out, args.json)
     if args.json:
         print(json.dumps(summary))
@@ -207,7 +207,8 @@ def run_demo(args: argparse.Namespace) -> int:
             "call_p50_ms": "call latency p50 (ms)", "call_p99_ms": "call latency p99 (ms)",
         }
         for key, label in labels.items():
-            table.add_row(label, str(summary[key]))
+            value = summary[key]
+            table.add_row(label, ", ".join(value) if isinstance(value, list) else str(value))
         out.print(table)
         out.print("\nNext: docs/getting-started.md, then `airssys run examples/trees/kv_service.py`.")
     return 0 if summary["lost"] == 0 else 1
