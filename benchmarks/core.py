@@ -36,6 +36,7 @@ from typing import Any, Callable
 import msgpack
 import trio
 
+from . import _report
 from ._report import pin_to_one_core
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,43 +173,8 @@ def read_status() -> dict[str, int]:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu_model = None
-    mem_total = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal"):
-                    mem_total = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
-
-    def version(dist: str) -> str | None:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": cpu_model,
-        "mem_total_bytes": mem_total,
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "python_build": platform.python_build(),
-        "wasmtime": version("wasmtime"),
-        "trio": version("trio"),
-        "msgpack": version("msgpack"),
-        "airssys_actors": version("airssys-actors"),
-        "hostname": platform.node(),
-        "git": git_state(),
-    }
+    """The shared machine description, plus the Python build and the commit measured."""
+    return {**_report.machine_info(), "python_build": platform.python_build(), "git": git_state()}
 
 
 def git_state() -> dict[str, Any]:
