@@ -209,7 +209,7 @@ class Node:
         if isinstance(component, str) and component in self._components:
             component = self._components[component]
         elif isinstance(component, (str, os.PathLike, bytes, bytearray)):
-            if isinstance(component, str) and not Path(component).suffix in (".wat", ".wasm") and not Path(component).exists():
+            if isinstance(component, str) and Path(component).suffix not in (".wat", ".wasm") and not Path(component).exists():
                 raise ActorError(f"unknown component {component!r}: not a registered name nor a .wat/.wasm path")
             component = Component.load(component)
         if not isinstance(component, Component):
