@@ -36,20 +36,26 @@ def airssys(*args: str, env: dict[str, str], check: bool = True) -> subprocess.C
     return result
 
 
-@pytest.fixture
-def running_node(tmp_path):
+def start_node(tmp_path, text: str, *extra: str):
+    """`airssys run` on a tree file with ``text``, once its control socket is up."""
     tree = tmp_path / "tree.py"
-    tree.write_text(TREE)
+    tree.write_text(text)
     socket = tmp_path / "sock" / "control.sock"
     env = {**os.environ, "AIRSSYS_SOCKET": str(socket)}
-    proc = subprocess.Popen([*AIRSSYS, "run", str(tree)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen([*AIRSSYS, "run", str(tree), *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     deadline = time.monotonic() + 30
     while not socket.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise AssertionError(f"node did not start: {proc.communicate()[1]}")
         time.sleep(0.05)
+    return proc, env, socket
+
+
+@pytest.fixture
+def running_node(tmp_path):
+    proc, env, socket = start_node(tmp_path, TREE)
     yield env, socket, proc
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -166,11 +172,7 @@ def test_metrics_endpoint(tmp_path):
     with socketlib.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    tree = tmp_path / "tree.py"
-    tree.write_text(TREE)
-    env = {**os.environ, "AIRSSYS_SOCKET": str(tmp_path / "m.sock")}
-    proc = subprocess.Popen([*AIRSSYS, "run", str(tree), "--metrics", f"127.0.0.1:{port}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    proc, _, _ = start_node(tmp_path, TREE, "--metrics", f"127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + 30
         body = None
@@ -228,23 +230,9 @@ tree = Supervisor("root", max_restarts=0, children=[
 """
 
 
-def _start(tmp_path, text):
-    tree = tmp_path / "tree.py"
-    tree.write_text(text)
-    socket = tmp_path / "s" / "c.sock"
-    env = {**os.environ, "AIRSSYS_SOCKET": str(socket)}
-    proc = subprocess.Popen([*AIRSSYS, "run", str(tree)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=ROOT)
-    deadline = time.monotonic() + 30
-    while not socket.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
-        time.sleep(0.05)
-    return proc, env
-
-
 def test_ctrl_c_stops_children_in_reverse_start_order(tmp_path):
     log = tmp_path / "order.log"
-    proc, _ = _start(tmp_path, ORDER_TREE.format(log=str(log)))
+    proc, _, _ = start_node(tmp_path, ORDER_TREE.format(log=str(log)))
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -253,7 +241,7 @@ def test_ctrl_c_stops_children_in_reverse_start_order(tmp_path):
 
 def test_a_tree_that_gives_up_exits_nonzero_and_says_why(tmp_path):
     log = tmp_path / "order.log"
-    proc, env = _start(tmp_path, ORDER_TREE.format(log=str(log)))
+    proc, env, _ = start_node(tmp_path, ORDER_TREE.format(log=str(log)))
     airssys("inject", "a", "kill", env=env)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
