@@ -47,6 +47,7 @@ from ._process import Process, current_process
 from ._reasons import KILLED, NOPROC, SHUTDOWN, ExitReason, parse
 from ._registry import LocalRegistry, Registry
 from ._timers import TimerService
+from ._reaper import Reaper
 from ._wasm import Component, WasmBehaviour
 
 
@@ -120,6 +121,8 @@ class Node:
         self.registry: Registry = registry or LocalRegistry()
         self.events = EventBus()
         self.timers = TimerService()
+        self.reaper = Reaper()
+        """Releases dead processes' instances when the node is idle."""
         self._dead = DeadLetters(dead_letter_capacity)
         self._processes: dict[Pid, Process] = {}
         self._parked: dict[str, Mailbox] = {}
@@ -143,6 +146,7 @@ class Node:
         engine_host().acquire_ticker()
         stack.callback(engine_host().release_ticker)
         self._nursery.start_soon(self.timers.run)
+        self._nursery.start_soon(self.reaper.run)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
@@ -157,6 +161,7 @@ class Node:
             # The nursery only holds the node's own tasks, all cancelled by now: an
             # exception from the body propagates as itself, not inside a group.
             await self._stack.__aexit__(None, None, None)
+            self.reaper.close()
         return None
 
     async def _stop_all(self) -> None:
@@ -512,24 +517,32 @@ class Node:
 
     async def call_bytes(self, to: Pid | str, payload: bytes, timeout: float = 5.0) -> bytes:
         """:meth:`call` with msgpack bytes in and out (no encoding on this side)."""
-        ref = next(self._refs)
-        waiter = _CallWaiter(to)
-        self._calls[ref] = waiter
         if len(payload) > self.max_message:
             raise MessageTooLarge(len(payload), self.max_message)
+        deadline = trio.current_time() + timeout
+        ref = next(self._refs)
+        waiter = _CallWaiter(to)
         env = Envelope(Kind.CALL, ref, self._sender(), payload)
+        self._calls[ref] = waiter
+        timer = 0
         try:
-            # The timeout covers waiting for room in a full mailbox too.
-            with trio.move_on_after(timeout):
-                try:
-                    # Waiting for the reply is the checkpoint; queue without one more.
-                    self._deliver_nowait(to, env)
-                except MailboxFull:
+            try:
+                self._deliver_nowait(to, env)
+            except MailboxFull:
+                # The timeout covers waiting for room in a full mailbox too.
+                with trio.move_on_at(deadline) as waited:
                     await self._deliver(to, env)
-                self._count_out()
-                await waiter.event.wait()
+                if waited.cancelled_caught:
+                    raise CallTimeout(f"no reply from {to} within {timeout} s") from None
+            self._count_out()
+            # The node's timer heap, not a cancel scope: a call is on every hot path,
+            # and a scope with a deadline costs several times more to enter and leave.
+            timer = self.timers.schedule_at(deadline, waiter.event.set)
+            await waiter.event.wait()
         finally:
             self._calls.pop(ref, None)
+            if timer:
+                self.timers.cancel(timer)
         if waiter.error is not None:
             raise waiter.error
         if waiter.payload is None:

@@ -14,6 +14,7 @@ calls with the exit reason and records what is left as dead letters.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,6 +38,7 @@ current_process: contextvars.ContextVar[Process | None] = contextvars.ContextVar
 )
 
 _CHECKPOINT_EVERY = 64
+_NO_SCOPE = contextlib.nullcontext()
 
 
 class ProcessExit(Exception):
@@ -105,7 +107,10 @@ class Process:
         self.messages_out = 0
         self.handle_seconds = 0.0
         self.done = trio.Event()
-        self._scope = trio.CancelScope()
+        # Only a process whose handlers await needs a scope to be interrupted by an exit
+        # signal; a synchronous one only ever waits for mail (or for a resume), and
+        # ``die`` wakes it there. Entering a scope is a real cost on every (re)start.
+        self._scope: trio.CancelScope | None = trio.CancelScope() if behaviour.is_async else None
         self.max_pending = getattr(getattr(behaviour, "limits", None), "max_pending", 10_000)
         """Outstanding requests and monitors it may hold at once."""
         self.fault: str | None = None
@@ -128,7 +133,13 @@ class Process:
         reason already pending (a process still finishing a handler after a shutdown)."""
         if self.alive and (self.exit_reason is None or reason == KILLED):
             self.exit_reason = reason
-            self._scope.cancel()
+            if self._scope is not None:
+                self._scope.cancel()
+            else:
+                # The loop checks exit_reason before taking each message.
+                self.mailbox.wake()
+                if self._resumed is not None:
+                    self._resumed.set()
 
     def exit_signal(self, sender: Pid | None, reason: ExitReason, *, untrappable: bool = False) -> None:
         """Apply an exit signal from ``sender`` (a link breaking, or ``Node.exit``)."""
@@ -171,7 +182,7 @@ class Process:
         reason = NORMAL
         init_failed = False
         try:
-            with self._scope:
+            with self._scope or _NO_SCOPE:
                 if not initialized:
                     try:
                         if self.node.faults._take_init_failure(self.name):

@@ -157,7 +157,10 @@ class WasmBehaviour:
 
     def terminate(self, proc: Process, reason: ExitReason) -> None:
         if self.instance is not None:
-            self.instance.close()
+            # The instance cannot be called again; its store is freed when the node is
+            # idle, so that the exit (and a restart) does not wait for it.
+            self.instance.closed = True
+            proc.node.reaper.retire(self.instance.close)
 
     def info(self) -> dict[str, Any]:
         return {

@@ -270,14 +270,17 @@ class SupervisorServer(Actor):
                 node.kill(pid)
             else:
                 await node.exit(pid, "shutdown")
-                if shutdown != "infinity":
+                # exit() yields once, which is often all a child needs to stop: only
+                # set up the timeout (and yield again) for one that is still running.
+                if shutdown != "infinity" and node.is_alive(pid):
                     with trio.move_on_after(float(shutdown)):
                         await node.wait(pid)
                     if node.is_alive(pid):
                         node.kill(pid)
         except NoSuchProcess:
             pass
-        await node.wait(pid)
+        if node.is_alive(pid):
+            await node.wait(pid)
         if release and state.spec.name is not None:
             node.release_name(state.spec.name)
 

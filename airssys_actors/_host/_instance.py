@@ -42,11 +42,23 @@ _post_return = _raw("wasmtime_component_func_post_return", _VP, _VP, _VP)
 _set_fuel = _raw("wasmtime_context_set_fuel", _VP, _VP, ctypes.c_uint64)
 _get_fuel = _raw("wasmtime_context_get_fuel", _VP, _VP, _VP)
 _set_deadline = _raw("wasmtime_context_set_epoch_deadline", None, _VP, ctypes.c_uint64)
-_ERROR_PTR = ctypes.POINTER(ffi.wasmtime_error_t)
+_error_message = _raw("wasmtime_error_message", None, _VP, _VP)
+_error_delete = _raw("wasmtime_error_delete", None, _VP)
+_byte_vec_delete = _raw("wasm_byte_vec_delete", None, _VP)
 
 
 def _error_text(err: int) -> str:
-    return str(wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, _ERROR_PTR)))
+    """The text of a wasmtime error (which is freed). Raw, because a trap is on the
+    path from a crash to its restart and wasmtime-py's wrapper costs more than the text."""
+    vec = ffi.wasm_byte_vec_t()
+    try:
+        _error_message(err, ctypes.addressof(vec))
+        try:
+            return ctypes.string_at(vec.data, vec.size).decode("utf-8", "replace")
+        finally:
+            _byte_vec_delete(ctypes.addressof(vec))
+    finally:
+        _error_delete(err)
 
 KIND_NAMES = ("cast", "call", "reply", "failed", "down", "exit", "timer")
 _KIND_HAS_REF = (False, True, True, True, True, False, True)
@@ -215,7 +227,7 @@ class GuestInstance:
         self._key = ctypes.cast(self._context, ctypes.c_void_p).value
         HOSTS[self._key] = host
         self.fuel_used = 0
-        self._closed = False
+        self.closed = False
         self.interruptible = interruptible
         self.next_call_fault: str | None = None
         self._unlimited_armed = False
@@ -334,7 +346,7 @@ class GuestInstance:
 
     def _call(self, name: str, args: int | None, nargs: int) -> Val:
         """Call an export; ``args`` is the address of ``nargs`` values (or None)."""
-        if self._closed:
+        if self.closed:
             raise GuestTrap("trap", "instance is closed")
         func = self._func_addrs[name]
         self._arm()
@@ -343,11 +355,11 @@ class GuestInstance:
         if err:
             text = _error_text(err)
             # A trapped instance may not be entered again.
-            self._closed = True
+            self.closed = True
             raise GuestTrap(_classify(text), _trap_text(text))
         err = _post_return(func, self._key)
         if err:
-            self._closed = True
+            self.closed = True
             text = _error_text(err)
             raise GuestTrap(_classify(text), _trap_text(text))
         return self._result
@@ -428,7 +440,7 @@ class GuestInstance:
         if getattr(self, "_env", None) is not None:
             self._release_envelope()
             self._env = None  # type: ignore[assignment]
-        self._closed = True
+        self.closed = True
         HOSTS.pop(self._key, None)
         _WATCHED.pop(self._key, None)
         self._store = None  # type: ignore[assignment]

@@ -1,0 +1,96 @@
+"""What a node does behind the scenes: call timeouts on the timer heap, dead instances
+released when the node is idle, exit signals reaching processes that have no cancel scope."""
+
+import pytest
+import trio
+import trio.testing
+
+from airssys_actors import CallTimeout, Node
+from airssys_actors._reaper import Reaper
+
+from ..conftest import component_path
+from .actors import Echo, Worker
+
+
+async def test_calls_leave_no_timers_behind(node):
+    pid = await node.spawn(Echo)
+    for i in range(2000):
+        assert await node.call(pid, i) == i
+    assert len(node.timers) == 0
+    # Cancelled timeouts are dropped from the heap, not kept until their deadline.
+    assert len(node.timers._heap) <= 2 * 257
+    assert node.statistics().pending_calls == 0
+
+
+async def test_call_times_out_while_waiting_for_room_in_a_full_mailbox(node):
+    pid = await node.spawn(Worker, mailbox_capacity=1)
+    node.send_nowait(pid, ["sleep", 10])  # taken at once: the worker is busy
+    await trio.testing.wait_all_tasks_blocked()
+    node.send_nowait(pid, "filler")  # the mailbox is full now
+    with trio.fail_after(2):
+        with pytest.raises(CallTimeout):
+            await node.call(pid, "ping", timeout=0.05)
+    assert node.statistics().pending_calls == 0
+
+
+async def test_a_timed_out_call_answered_later_is_a_late_reply(node):
+    pid = await node.spawn(Worker)
+    with pytest.raises(CallTimeout):
+        await node.call(pid, ["sleep", 0.1], timeout=0.02)
+    await trio.sleep(0.2)
+    assert [d.reason for d in node.dead_letters()] == ["late_reply"]
+    assert len(node.timers) == 0
+
+
+async def test_a_dead_instance_is_released_when_the_node_is_idle(node):
+    pid = await node.spawn(component_path("crasher.wat"))
+    proc = node._processes[pid]
+    instance = proc.behaviour.instance
+    node.kill(pid)
+    await node.wait(pid)
+    assert instance.closed  # it can never be called again, released or not
+    await trio.testing.wait_all_tasks_blocked()
+    await trio.testing.wait_all_tasks_blocked()
+    assert node.reaper.pending == 0
+    assert instance._store is None
+
+
+async def test_a_busy_node_releases_dead_instances_past_the_backlog():
+    released: list[int] = []
+    reaper = Reaper(backlog=3)
+    for i in range(10):
+        reaper.retire(lambda i=i: released.append(i))
+    assert released == list(range(7))  # the oldest go at once, three wait for idle
+    assert reaper.pending == 3
+    reaper.close()
+    assert released == list(range(10))
+    reaper.retire(lambda: released.append(10))  # closed: released at once
+    assert released[-1] == 10
+
+
+async def test_leaving_the_node_releases_every_dead_instance():
+    async with Node() as node:
+        pids = [await node.spawn(component_path("crasher.wat")) for _ in range(5)]
+        instances = [node._processes[p].behaviour.instance for p in pids]
+    assert node.reaper.pending == 0
+    assert all(i._store is None for i in instances)
+
+
+async def test_exit_signals_reach_an_inline_guest_waiting_for_mail(node):
+    pid = await node.spawn(component_path("echo.wat"))
+    assert node._processes[pid]._scope is None  # no scope: woken through its mailbox
+    await trio.testing.wait_all_tasks_blocked()
+    await node.exit(pid, "custom")
+    with trio.fail_after(1):
+        reason = await node.wait(pid)
+    assert (reason.kind, reason.detail) == ("exit", "custom")
+
+
+async def test_kill_reaches_a_suspended_inline_guest(node):
+    pid = await node.spawn(component_path("echo.wat"), name="e")
+    await node.suspend(pid)
+    node.send_nowait("e", "queued")
+    node.kill(pid)
+    with trio.fail_after(1):
+        assert (await node.wait(pid)).kind == "killed"
+    assert [d.value for d in node.dead_letters()] == ["queued"]
