@@ -41,7 +41,8 @@ def start_node(tmp_path, text: str, *extra: str):
     tree = tmp_path / "tree.py"
     tree.write_text(text)
     socket = tmp_path / "sock" / "control.sock"
-    env = {**os.environ, "AIRSSYS_SOCKET": str(socket)}
+    # Memory tracking only when a test asks for it with --track-memory.
+    env = {**os.environ, "AIRSSYS_SOCKET": str(socket), "AIRSSYS_TRACK_MEMORY": "0"}
     proc = subprocess.Popen([*AIRSSYS, "run", str(tree), *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     deadline = time.monotonic() + 30
