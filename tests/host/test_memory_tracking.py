@@ -178,6 +178,31 @@ def test_growth_past_the_limit_or_the_reservation_fails_cleanly():
     assert out["live"] == 1  # the echo's; the trapped guests' memories are gone
 
 
+def test_out_of_bounds_access_traps_within_the_reservation():
+    """A memory with a small declared maximum gets no bounds checks (wasmtime relies on
+    its 16 MiB reservation plus guard being unmapped): a load 8 MB in must land on the
+    creator's PROT_NONE pages and trap, inline or in a worker thread."""
+    out = run_tracked("""
+        async def main(node):
+            text = open(os.path.join(COMPONENTS, "echo.wat")).read()
+            text = text.replace('(memory (export "memory") 2)', '(memory (export "memory") 2 4)', 1)
+            call = ';; call: reply with the payload\\n        (then'
+            assert text.count(call) == 1
+            text = text.replace(call, call + ' (drop (i32.load (i32.add (local.get $len) (i32.const 8000000))))')
+            oob = Component.load(text.encode())
+            out = {}
+            for threaded in (False, True):
+                pid = await node.spawn(oob, threaded=threaded)
+                try:
+                    await node.call(pid, "x")
+                    out[f"threaded={threaded}"] = None
+                except CallFailed as exc:
+                    out[f"threaded={threaded}"] = [exc.reason.kind, exc.reason.detail]
+            return out
+    """)
+    assert out == {f"threaded={t}": ["trap", "out of bounds memory access"] for t in (False, True)}
+
+
 def test_memories_are_freed_when_processes_exit():
     """2,000 spawn/exit cycles of a guest that touches 256 KiB: no memory outlives its
     process and resident memory stays flat."""
