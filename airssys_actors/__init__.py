@@ -35,6 +35,8 @@ from ._errors import (
 from ._codechange import CodeChange as CodeChange
 from ._events import Event as Event
 from ._events import Subscription as Subscription
+from ._host._engine import memory_tracked as memory_tracked
+from ._host._engine import track_memory as track_memory
 from ._host._instance import Limits as Limits
 from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._message import Kind as Kind
@@ -56,7 +58,8 @@ __all__ = [
     "NodeClosed", "NoSuchProcess", "SpawnFailed", "UnencodableMessage", "Event",
     "Subscription", "Limits", "MailboxStatistics", "Kind", "Message", "Node",
     "NodeStatistics", "Pid", "KILLED", "NOPROC", "NORMAL", "SHUTDOWN", "ExitReason",
-    "Component", "UpgradeFailed", "CodeChange", "Preopen", "WasiGrant",
+    "Component", "UpgradeFailed", "CodeChange", "Preopen", "WasiGrant", "track_memory",
+    "memory_tracked",
 ]
 
 

@@ -164,7 +164,8 @@ class PythonBehaviour:
                 pass
 
     def info(self) -> dict[str, Any]:
-        return {"component": self.component, "version": self.version, "kind": "python"}
+        # memory_bytes is a WASM guest's linear memory; a Python actor has none of its own.
+        return {"component": self.component, "version": self.version, "kind": "python", "memory_bytes": None}
 
 
 def _failure(exc: BaseException) -> ExitReason:

@@ -168,6 +168,8 @@ class WasmBehaviour:
             "version": self.version,
             "kind": "wasm",
             "fuel_used": None if self.instance is None else self.instance.fuel_used,
+            # None unless memory tracking is on (see _host/_memory.py).
+            "memory_bytes": None if self.instance is None else self.instance.memory_bytes(),
         }
 
 

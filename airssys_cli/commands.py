@@ -68,6 +68,7 @@ async def cmd_ps(server: ControlServer) -> Any:
             "version": info["version"], "mailbox": info["mailbox"],
             "restarts": restarts.get(info["pid"], 0), "messages_in": info["messages_in"],
             "messages_out": info["messages_out"], "fuel_used": info.get("fuel_used"),
+            "memory_bytes": info.get("memory_bytes"),  # None unless `run --track-memory`
             "handle_ms": round(info["handle_seconds"] * 1000, 3),
         })
     return rows

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--node-name", default="local", type=_node_name, help="the node part of every pid")
     run.add_argument("--metrics", metavar="HOST:PORT", default=None,
                      help="serve Prometheus metrics over HTTP (e.g. 127.0.0.1:9464)")
+    run.add_argument("--track-memory", action="store_true",
+                     help="report each WASM process's linear memory size (in ps and metrics); "
+                          "makes spawns slower and costs more memory (see docs/cli.md)")
 
     sub.add_parser("tree", parents=[common], help="the live supervision tree")
     sub.add_parser("ps", parents=[common], help="every process with its version, mailbox and counters")
@@ -149,8 +152,10 @@ def _client(args: argparse.Namespace) -> int:
         _print(args, tree, render.tree_view(tree))
     elif command == "ps":
         rows = _ask(socket, "ps")
-        _print(args, rows, render.table(rows, ["pid", "name", "component", "version", "mailbox", "restarts",
-                                               "messages_in", "messages_out", "fuel_used", "handle_ms"]))
+        shown = [{**row, "memory": render.size(row.get("memory_bytes"))} for row in rows]
+        _print(args, rows, render.table(shown, ["pid", "name", "component", "version", "mailbox", "restarts",
+                                                "messages_in", "messages_out", "fuel_used", "memory",
+                                                "handle_ms"]))
     elif command == "stats":
         stats = _ask(socket, "stats")
         _print(args, stats, render.table([stats], list(stats)))

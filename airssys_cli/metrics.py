@@ -33,6 +33,8 @@ class NodeCollector(Collector):
         mailbox = GaugeMetricFamily("airssys_process_mailbox_depth", "Messages waiting", labels=labels)
         handler = CounterMetricFamily("airssys_process_handler_seconds", "Time spent in handlers", labels=labels)
         fuel = CounterMetricFamily("airssys_process_fuel_used", "Fuel consumed by the guest", labels=labels)
+        memory = GaugeMetricFamily("airssys_process_memory_bytes",
+                                   "Linear memory of the guest (only with --track-memory)", labels=labels)
         restarts = CounterMetricFamily("airssys_process_restarts", "Restarts of the child under this name",
                                        labels=labels)
         for info in self.node.processes():
@@ -43,8 +45,10 @@ class NodeCollector(Collector):
             handler.add_metric(values, info["handle_seconds"])
             if info.get("fuel_used") is not None:
                 fuel.add_metric(values, info["fuel_used"])
+            if info.get("memory_bytes") is not None:
+                memory.add_metric(values, info["memory_bytes"])
             restarts.add_metric(values, self.restarts.get(info["pid"], 0))
-        yield from (messages_in, messages_out, mailbox, handler, fuel, restarts)
+        yield from (messages_in, messages_out, mailbox, handler, fuel, memory, restarts)
         stats = self.node.statistics()
         yield GaugeMetricFamily("airssys_node_processes", "Live processes", value=stats.processes)
         yield GaugeMetricFamily("airssys_node_pending_calls", "Calls awaiting a reply", value=stats.pending_calls)

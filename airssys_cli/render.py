@@ -37,10 +37,24 @@ def tree_view(tree: dict[str, Any]) -> Tree:
 def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> Table:
     out = Table(title=title, header_style="bold")
     for column in columns:
-        out.add_column(column, justify="right" if column in ("mailbox", "restarts", "messages_in", "messages_out", "fuel_used", "handle_ms", "pause_ms", "state_bytes") else "left")
+        out.add_column(column, justify="right" if column in ("mailbox", "restarts", "messages_in", "messages_out", "fuel_used", "memory", "handle_ms", "pause_ms", "state_bytes") else "left")
     for row in rows:
         out.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
     return out
+
+
+def size(n: int | None) -> str:
+    """Bytes for people: ``"-"`` when not known (memory not tracked, Python processes)."""
+    if n is None:
+        return "-"
+    if n < 1024:
+        return f"{n} B"
+    value = n / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
 def deploy_report(report: dict[str, Any]) -> Table:

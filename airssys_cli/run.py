@@ -10,7 +10,7 @@ from typing import Any
 import trio
 
 import supervisors
-from airssys_actors import Node
+from airssys_actors import Node, track_memory
 
 from . import render
 from .commands import HANDLERS
@@ -81,5 +81,8 @@ async def _serve(args: argparse.Namespace, tree: Any, out: Any, stop: trio.Event
 
 
 def run_tree(args: argparse.Namespace) -> int:
+    if getattr(args, "track_memory", False):
+        # Before the tree file is loaded: the engine is created with the first component.
+        track_memory(True)
     trio.run(serve_tree, args)
     return 0

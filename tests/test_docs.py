@@ -97,9 +97,12 @@ def test_the_docs_have_runnable_examples():
 def test_python_block_runs(block: Block, tmp_path: Path):
     script = tmp_path / "block.py"
     script.write_text(block.body, encoding="utf-8")
+    # The script is not in ROOT, so without PYTHONPATH it would import whatever copy of
+    # the package the venv has installed (another checkout, for a git worktree).
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     result = subprocess.run(
         [PYTHON, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": path},
     )
     assert result.returncode == 0, (
         f"{block.where} exited with {result.returncode}\n"

@@ -3,6 +3,9 @@
 One engine serves the whole Python process so that a component compiled once can run on
 any node. Its configuration is fixed here because compiled artifacts are only valid for
 the configuration that produced them (the cache key includes it).
+
+Memory tracking (see ``_memory``) is the one choice left to the user, and it has to be
+made before the engine exists: ``AIRSSYS_TRACK_MEMORY=1`` or :func:`track_memory`.
 """
 
 from __future__ import annotations
@@ -30,8 +33,44 @@ _CONFIG_FINGERPRINT = (
     f"epoch=1;fuel=1;reserve={MEMORY_RESERVATION};guard={MEMORY_GUARD};stack={MAX_WASM_STACK}"
 )
 
+#: Set by track_memory() before the engine exists; None: ask the environment.
+_TRACK_MEMORY: bool | None = None
 
-def _make_engine() -> wasmtime.Engine:
+
+def _tracking_wanted() -> bool:
+    if _TRACK_MEMORY is not None:
+        return _TRACK_MEMORY
+    return os.environ.get("AIRSSYS_TRACK_MEMORY", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def track_memory(enabled: bool = True) -> None:
+    """Report each WASM process's linear memory size (``memory_bytes`` in
+    ``Node.process_info``), or not. Off by default: it makes every spawn copy the
+    guest's data segments instead of mapping them copy-on-write (slower spawns, more
+    resident memory; docs/cli.md has the numbers). ``AIRSSYS_TRACK_MEMORY=1`` does the
+    same. The engine is shared by the whole Python process, so this must be called
+    before it is created: before the first node is opened or component loaded.
+
+    Raises:
+        RuntimeError: the engine already exists with the other setting.
+    """
+    global _TRACK_MEMORY
+    enabled = bool(enabled)
+    if _HOST is not None and _HOST.track_memory != enabled:
+        state = "on" if _HOST.track_memory else "off"
+        raise RuntimeError(
+            f"memory tracking is already {state}: the wasmtime engine is shared by the whole "
+            "Python process and already exists; call track_memory() (or set "
+            "AIRSSYS_TRACK_MEMORY=1) before the first node is opened or component loaded")
+    _TRACK_MEMORY = enabled
+
+
+def memory_tracked() -> bool:
+    """Whether linear memory sizes are tracked (or will be, if no engine exists yet)."""
+    return _HOST.track_memory if _HOST is not None else _tracking_wanted()
+
+
+def _make_engine(track: bool) -> wasmtime.Engine:
     config = wasmtime.Config()
     config.wasm_component_model = True
     config.epoch_interruption = True
@@ -41,6 +80,13 @@ def _make_engine() -> wasmtime.Engine:
     config.memory_reservation_for_growth = 1 << 20
     config.max_wasm_stack = MAX_WASM_STACK
     config.parallel_compilation = False
+    if track:
+        from . import _memory
+
+        # Copy-on-write images only work with wasmtime's own mmap memories (with a
+        # host creator wasmtime panics if they are on); data segments are copied.
+        config.memory_init_cow = False
+        _memory.install(config)
     return wasmtime.Engine(config)
 
 
@@ -52,7 +98,9 @@ class EngineHost:
     """
 
     def __init__(self) -> None:
-        self.engine = _make_engine()
+        self.track_memory = _tracking_wanted()
+        self.engine = _make_engine(self.track_memory)
+        self.fingerprint = _CONFIG_FINGERPRINT + (";memory_creator=airssys" if self.track_memory else "")
         self._lock = threading.Lock()
         self._users = 0
         self._stop = threading.Event()
@@ -104,7 +152,7 @@ def cache_dir() -> Path:
 
 def cache_key(wasm: bytes) -> str:
     digest = hashlib.sha256()
-    digest.update(_CONFIG_FINGERPRINT.encode())
+    digest.update(engine_host().fingerprint.encode())
     digest.update(b"\0")
     digest.update(wasm)
     return digest.hexdigest()

@@ -20,7 +20,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 
-from . import _abi
+from . import _abi, _memory
 from ._engine import TICK_SECONDS, engine_host
 from ._component import imports_wasi
 from ._imports import HOSTS, HostApi, keep_forever, linker
@@ -244,9 +244,16 @@ class GuestInstance:
             link = linker(host_engine.engine, deny_unknown=component)
         else:
             link = linker(host_engine.engine)
+        # With memory tracking on, the memories wasmtime creates while instantiating are
+        # created on this thread, by our creator, which records them here.
+        self._memories = _memory.Sink(limits.memory) if host_engine.track_memory else None
         try:
             self._arm()
-            instance = self._enter(lambda: link.instantiate(store, component))
+            if self._memories is None:
+                instance = self._enter(lambda: link.instantiate(store, component))
+            else:
+                with _memory.attributing(self._memories):
+                    instance = self._enter(lambda: link.instantiate(store, component))
         except BaseException:
             self.close()
             raise
@@ -430,6 +437,11 @@ class GuestInstance:
             _abi.free(args[0])
             _abi.free(args[1])
         self._unit_or_error(result)
+
+    def memory_bytes(self) -> int | None:
+        """Current size in bytes of the guest's linear memories; None unless memory
+        tracking is on. Thread-safe; 0 once the store is gone."""
+        return None if self._memories is None else self._memories.bytes()
 
     def interrupt(self) -> None:
         """Make a running (or the next) call trap with ``killed``; thread-safe."""

@@ -41,7 +41,8 @@ def start_node(tmp_path, text: str, *extra: str):
     tree = tmp_path / "tree.py"
     tree.write_text(text)
     socket = tmp_path / "sock" / "control.sock"
-    env = {**os.environ, "AIRSSYS_SOCKET": str(socket)}
+    # Memory tracking only when a test asks for it with --track-memory.
+    env = {**os.environ, "AIRSSYS_SOCKET": str(socket), "AIRSSYS_TRACK_MEMORY": "0"}
     proc = subprocess.Popen([*AIRSSYS, "run", str(tree), *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     deadline = time.monotonic() + 30
@@ -82,6 +83,42 @@ def test_tree_ps_call_send(running_node):
     rows = json.loads(airssys("ps", "--json", env=env).stdout)
     assert {r["name"] for r in rows} >= {"counter", "echo1", "echo2"}
     assert all({"pid", "component", "version", "mailbox", "restarts", "fuel_used"} <= set(r) for r in rows)
+
+
+def ps_column(human: str, name: str) -> dict[str, str]:
+    """One column of `airssys ps`'s table, by pid."""
+    lines = human.splitlines()
+    header = next(line for line in lines if "┃ pid" in line)
+    index = [c.strip() for c in header.split("┃")].index(name)
+    rows = [[c.strip() for c in line.split("│")] for line in lines if "│ <" in line]
+    return {row[1]: row[index] for row in rows}
+
+
+def test_ps_memory_is_a_dash_without_track_memory(running_node):
+    env, _, _ = running_node
+    rows = json.loads(airssys("ps", "--json", env=env).stdout)
+    assert len(rows) == 5 and {r["memory_bytes"] for r in rows} == {None}
+    memory = ps_column(airssys("ps", env=env).stdout, "memory")
+    assert len(memory) == 5 and set(memory.values()) == {"-"}
+
+
+def test_run_track_memory_shows_memory_in_ps_and_metrics(tmp_path):
+    port = free_port()
+    proc, env, _ = start_node(tmp_path, TREE, "--track-memory", "--metrics", f"127.0.0.1:{port}")
+    try:
+        rows = {r["name"] or r["pid"]: r for r in json.loads(airssys("ps", "--json", env=env).stdout)}
+        for name in ("counter", "echo1", "echo2"):
+            assert rows[name]["memory_bytes"] == 128 << 10  # two 64 KiB pages each
+        supervisors = [r for r in rows.values() if r["component"] == "supervisor"]
+        assert len(supervisors) == 2 and all(r["memory_bytes"] is None for r in supervisors)
+        memory = ps_column(airssys("ps", env=env).stdout, "memory")
+        assert sorted(memory.values()) == ["-", "-", "128.0 KiB", "128.0 KiB", "128.0 KiB"]
+        body = scrape(port, proc)
+        assert 'airssys_process_memory_bytes{component="counter",name="counter"' in body
+        assert body.count("airssys_process_memory_bytes{") == 3  # WASM processes only
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
 
 
 def test_deploy_migrates_state_and_reports(running_node):
@@ -165,23 +202,35 @@ def test_inject_a_fault_and_watch_the_restart(running_node):
     assert bad.returncode == 2  # argparse rejects the unknown fault kind
 
 
-def test_metrics_endpoint(tmp_path):
+def free_port() -> int:
     import socket as socketlib
-    import urllib.request
 
     with socketlib.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def scrape(port: int, proc: subprocess.Popen[str]) -> str:
+    """The node's /metrics page, once it answers."""
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    body = None
+    while body is None and time.monotonic() < deadline:
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            time.sleep(0.1)
+    assert body is not None, proc.stderr.read() if proc.poll() is not None else "no answer"
+    return body
+
+
+def test_metrics_endpoint(tmp_path):
+    port = free_port()
     proc, _, _ = start_node(tmp_path, TREE, "--metrics", f"127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + 30
-        body = None
-        while body is None and time.monotonic() < deadline:
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-            except OSError:
-                time.sleep(0.1)
-        assert body is not None, proc.stderr.read() if proc.poll() is not None else "no answer"
+        body = scrape(port, proc)
+        assert "airssys_process_memory_bytes{" not in body  # not tracked by default
         assert 'airssys_process_messages_in_total{component="counter",name="counter"' in body
         assert "airssys_node_processes 5.0" in body
         assert "airssys_process_mailbox_depth" in body and "airssys_node_dead_letters_total" in body
