@@ -44,7 +44,7 @@ def _process(node: Any, pid: Pid) -> dict[str, Any]:
     except Exception:
         return {"alive": False}
     return {"alive": True, "mailbox": info["mailbox"], "messages_in": info["messages_in"],
-            "fuel_used": info.get("fuel_used")}
+            "fuel_used": info.get("fuel_used"), "memory_bytes": info.get("memory_bytes")}
 
 
 def _restarts(tree: dict[str, Any], into: dict[str, int]) -> dict[str, int]:

@@ -3,7 +3,8 @@ memory), and what one costs. Runs in the default test run; about 10 s.
 
 Every memory reserves 16 MiB of address space (_host/_engine.py MEMORY_RESERVATION)
 instead of wasmtime's default 4 GiB + guard, so 10,000 instances take ~160 GiB of the
-47-bit address space (128 TiB) rather than more than all of it.
+47-bit address space (128 TiB) rather than 40 TiB; at 4 GiB each, about 30,000 would
+fill it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ async def test_slow_10k_idle_wasm_processes(node, record_property):
     record_property("spawn_seconds", round(took, 2))
     print(f"\n{N} idle echo processes: {per_process / 1024:.1f} KiB RSS each, spawned in {took:.1f} s")
     assert len(node.pids()) >= N + 1
-    assert per_process < 512 * 1024  # measured ~33 KiB; a 4 GiB reservation each would not even fit
+    assert per_process < 512 * 1024  # measured ~33 KiB resident (reservations are address space only)
     # every one of them answers, and the node still takes misbehaving guests
     for pid in pids[:: N // 100]:
         assert await node.call(pid, pid.id) == pid.id
