@@ -153,9 +153,11 @@ def _client(args: argparse.Namespace) -> int:
     elif command == "ps":
         rows = _ask(socket, "ps")
         shown = [{**row, "memory": render.size(row.get("memory_bytes"))} for row in rows]
+        untracked = all(row.get("memory_bytes") is None for row in rows)
+        caption = "memory is measured when the node runs with `airssys run --track-memory`" if untracked else None
         _print(args, rows, render.table(shown, ["pid", "name", "component", "version", "mailbox", "restarts",
                                                 "messages_in", "messages_out", "fuel_used", "memory",
-                                                "handle_ms"]))
+                                                "handle_ms"], caption=caption))
     elif command == "stats":
         stats = _ask(socket, "stats")
         _print(args, stats, render.table([stats], list(stats)))

@@ -34,8 +34,9 @@ def tree_view(tree: dict[str, Any]) -> Tree:
     return root
 
 
-def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> Table:
-    out = Table(title=title, header_style="bold")
+def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None,
+          caption: str | None = None) -> Table:
+    out = Table(title=title, caption=caption, header_style="bold")
     for column in columns:
         out.add_column(column, justify="right" if column in ("mailbox", "restarts", "messages_in", "messages_out", "fuel_used", "memory", "handle_ms", "pause_ms", "state_bytes") else "left")
     for row in rows:

@@ -98,8 +98,10 @@ def test_ps_memory_is_a_dash_without_track_memory(running_node):
     env, _, _ = running_node
     rows = json.loads(airssys("ps", "--json", env=env).stdout)
     assert len(rows) == 5 and {r["memory_bytes"] for r in rows} == {None}
-    memory = ps_column(airssys("ps", env=env).stdout, "memory")
+    human = airssys("ps", env=env).stdout
+    memory = ps_column(human, "memory")
     assert len(memory) == 5 and set(memory.values()) == {"-"}
+    assert "airssys run --track-memory" in human  # the table says how to get the figures
 
 
 def test_run_track_memory_shows_memory_in_ps_and_metrics(tmp_path):
@@ -111,8 +113,10 @@ def test_run_track_memory_shows_memory_in_ps_and_metrics(tmp_path):
             assert rows[name]["memory_bytes"] == 128 << 10  # two 64 KiB pages each
         supervisors = [r for r in rows.values() if r["component"] == "supervisor"]
         assert len(supervisors) == 2 and all(r["memory_bytes"] is None for r in supervisors)
-        memory = ps_column(airssys("ps", env=env).stdout, "memory")
+        human = airssys("ps", env=env).stdout
+        memory = ps_column(human, "memory")
         assert sorted(memory.values()) == ["-", "-", "128.0 KiB", "128.0 KiB", "128.0 KiB"]
+        assert "--track-memory" not in human
         body = scrape(port, proc)
         assert 'airssys_process_memory_bytes{component="counter",name="counter"' in body
         assert body.count("airssys_process_memory_bytes{") == 3  # WASM processes only
