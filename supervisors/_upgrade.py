@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable
 
 import attrs
+import trio
 
 from airssys_actors import CallFailed, CallTimeout, Component, Node, NoSuchProcess, Pid, UpgradeFailed
 
@@ -151,6 +152,9 @@ class Migration:
             self.node.resume(target.pid)
             self._record(target, change, started)
             change.release_old()
+            # Suspending a process waiting for mail does not let the node run: do it here,
+            # between two pauses (the process just resumed can take its queued messages).
+            await trio.lowlevel.checkpoint()
 
     async def _atomic(self, targets: list[Target]) -> None:
         suspended: list[tuple[Target, float]] = []
@@ -158,6 +162,10 @@ class Migration:
         current: Target | None = None
         try:
             for current in targets:
+                if suspended:
+                    # Let the rest of the node run between two migrations (the suspended
+                    # processes wait meanwhile, but the node is not held for the whole change).
+                    await trio.lowlevel.checkpoint()
                 suspended.append((current, await self._suspend(current)))
                 changes.append(self.node.prepare_code_change(current.pid, current.new))
             for target, _ in suspended:

@@ -1,0 +1,52 @@
+"""The runtime's code change below the supervised one: suspend, prepare, swap, resume."""
+
+import pytest
+import trio
+
+from airssys_actors import Component
+
+from ..conftest import component_path
+from ..runtime.actors import Worker
+
+V1 = component_path("counter.wat")
+V2 = component_path("counter_v2.wat")
+
+
+async def counter(node, start=0):
+    return await node.spawn(Component.load(V1, version="v1"), args={"start": start})
+
+
+async def test_an_idle_process_takes_nothing_until_resumed(node):
+    pid = await counter(node)
+    await node.suspend(pid)
+    for k in (1, 2, 3):
+        await node.send(pid, k)
+    await trio.sleep(0.01)
+    info = node.process_info(pid)
+    assert info["suspended"] and info["messages_in"] == 0
+    node.resume(pid)
+    assert await node.call(pid, "get") == 6
+
+
+async def test_a_cancelled_suspend_leaves_an_idle_process_running(node):
+    pid = await counter(node)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await node.suspend(pid)
+    assert scope.cancelled_caught
+    assert not node.process_info(pid)["suspended"]
+    assert await node.call(pid, 1, timeout=1) == 1
+    await node.suspend(pid)  # and it can be suspended again
+    node.resume(pid)
+
+
+async def test_a_cancelled_suspend_leaves_a_busy_process_running(node):
+    worker = await node.spawn(Worker)
+    await node.send(worker, ["sleep", 0.2])
+    await trio.sleep(0.01)  # it is handling that message now
+    with trio.move_on_after(0.05) as scope:
+        await node.suspend(worker)
+    assert scope.cancelled_caught
+    # Not left suspended once its message is done: it answers the next one.
+    assert await node.call(worker, "back", timeout=1) == "back"
+
