@@ -10,6 +10,11 @@ supervised, all-or-nothing, rolling or canary change:
 3. ``change.commit()`` swaps the new instance in under the same pid and name, or
    ``change.rollback()`` drops it;
 4. ``node.resume(pid)``.
+
+Only the swap needs the process suspended: a caller that cares about the length of the
+pause (the supervised change) calls ``change.swap()`` in step 3 and, once the process is
+resumed, ``change.announce()`` (the ``upgrade`` event) and ``change.release_old()``
+(closing the replaced instance), which is what ``commit()`` does in one go.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ import attrs
 from ._errors import UpgradeFailed
 from ._host._instance import GuestError, GuestInstance, GuestTrap
 from ._reasons import ExitReason
+from ._wasm import GuestHost, WasmBehaviour, _TrioBridge
 
 if TYPE_CHECKING:
     from ._process import Process
-    from ._wasm import Component, WasmBehaviour
+    from ._wasm import Component
 
 
 @attrs.define(eq=False)
@@ -40,6 +46,9 @@ class CodeChange:
     state_size: int
     prepared_at: float
     done: bool = False
+    swapped: bool = False
+    """Committed (the new instance runs), as opposed to rolled back."""
+    announced: bool = False
     old_instance: GuestInstance | None = None
 
     @property
@@ -47,20 +56,36 @@ class CodeChange:
         return self.component.version
 
     def commit(self, close_old: bool = True) -> None:
-        """Swap the new instance in. The old one is closed now, or with ``close_old=False``
-        by :meth:`release_old` later (after the process is resumed: closing a store is not
-        free, and need not lengthen the pause)."""
+        """Swap the new instance in and announce it. The old one is closed now, or with
+        ``close_old=False`` by :meth:`release_old` later (after the process is resumed:
+        closing a store is not free, and need not lengthen the pause)."""
+        self.swap()
+        if close_old:
+            self.release_old()
+        self.announce()
+
+    def swap(self) -> None:
+        """The part of :meth:`commit` that needs the process suspended: the new instance
+        in, under the same pid and name. Follow it with :meth:`announce` and
+        :meth:`release_old` once the process is resumed."""
         if self.done:
             raise RuntimeError("this code change is already committed or rolled back")
-        self.done = True
+        self.done = self.swapped = True
         behaviour = self.behaviour
         self.old_instance = behaviour.instance
         behaviour.instance = self.new_instance
-        behaviour.component_obj = self.component
-        behaviour.component = self.component.name
-        behaviour.version = self.component.version
-        if close_old:
-            self.release_old()
+        component = self.component
+        behaviour.component_obj = component
+        behaviour.component = component.name
+        behaviour.version = component.version
+
+    def announce(self) -> None:
+        """Emit the ``upgrade`` event of a swapped change (once). Observers run on the
+        node's thread, so emitted right after the resume it still comes before the
+        process takes its next message."""
+        if not self.swapped or self.announced:
+            return
+        self.announced = True
         proc = self.proc
         proc.node.events.emit(
             "upgrade", pid=proc.pid, name=proc.name, component=self.component.name,
@@ -90,8 +115,6 @@ def prepare(proc: Process, component: Component) -> CodeChange:
     old instance itself traps in ``snapshot``: then the process crashes with that reason,
     as on any trap, and its supervisor handles it.
     """
-    from ._wasm import GuestHost, WasmBehaviour, _TrioBridge
-
     behaviour = proc.behaviour
     where = proc.name or str(proc.pid)
     if not proc.alive:
@@ -107,9 +130,13 @@ def prepare(proc: Process, component: Component) -> CodeChange:
         proc.die(ExitReason(exc.kind, f"snapshot: {exc}"))
         raise UpgradeFailed(where, exc.kind, f"the old version trapped in snapshot: {exc}") from None
     started = time.perf_counter()
-    host: object = GuestHost(proc, behaviour)
-    if behaviour.threaded:
-        host = _TrioBridge(host)  # type: ignore[arg-type]
+    # The new instance serves the same process as the old one: it gets the same host
+    # functions (they hold nothing of an instance), one thing less to build in the pause.
+    host: object = behaviour.instance.host
+    if host is None:
+        host = GuestHost(proc, behaviour)
+        if behaviour.threaded:
+            host = _TrioBridge(host)  # type: ignore[arg-type]
     try:
         instance = GuestInstance(component._compiled, host, behaviour.limits,  # type: ignore[arg-type]
                                  interruptible=behaviour.threaded, wasi=behaviour.capabilities.wasi)

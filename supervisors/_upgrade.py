@@ -132,31 +132,41 @@ class Migration:
             raise UpgradeFailed(target.child, "noproc", "the process exited before it could be changed") from None
         return started
 
-    def _record(self, target: Target, change: Any, started: float) -> None:
-        pause = time.perf_counter() - started
+    def _record(self, target: Target, change: Any, started: float, ended: float) -> None:
         self.done.append((target, ProcessUpgrade(target.pid, target.child, change.from_version,
-                                                 change.to_version, pause, change.state_size)))
+                                                 change.to_version, ended - started, change.state_size)))
 
     async def _rolling(self, targets: list[Target]) -> None:
+        node = self.node
+        clock = time.perf_counter
         for target in targets:
             try:
                 started = await self._suspend(target)
             except UpgradeFailed as exc:
                 raise self._fail(exc, target) from None
             try:
-                change = self.node.prepare_code_change(target.pid, target.new)
+                change = node.prepare_code_change(target.pid, target.new)
             except UpgradeFailed as exc:
-                self.node.resume(target.pid)
+                node.resume(target.pid)
                 raise self._fail(exc, target) from None
-            change.commit(close_old=False)
-            self.node.resume(target.pid)
-            self._record(target, change, started)
+            except BaseException:
+                node.resume(target.pid)  # the old version goes on, whatever went wrong
+                raise
+            # Inside the pause only what needs the process suspended; the event, the
+            # report and closing the replaced instance come after.
+            change.swap()
+            node.resume(target.pid)
+            ended = clock()
+            change.announce()
+            self._record(target, change, started, ended)
             change.release_old()
             # Suspending a process waiting for mail does not let the node run: do it here,
             # between two pauses (the process just resumed can take its queued messages).
             await trio.lowlevel.checkpoint()
 
     async def _atomic(self, targets: list[Target]) -> None:
+        node = self.node
+        clock = time.perf_counter
         suspended: list[tuple[Target, float]] = []
         changes: list[Any] = []
         current: Target | None = None
@@ -167,9 +177,9 @@ class Migration:
                     # processes wait meanwhile, but the node is not held for the whole change).
                     await trio.lowlevel.checkpoint()
                 suspended.append((current, await self._suspend(current)))
-                changes.append(self.node.prepare_code_change(current.pid, current.new))
+                changes.append(node.prepare_code_change(current.pid, current.new))
             for target, _ in suspended:
-                if not self.node.is_alive(target.pid):
+                if not node.is_alive(target.pid):
                     # It died while the others migrated: nothing is committed.
                     current = target
                     raise UpgradeFailed(target.child, "noproc", "the process exited during the change")
@@ -177,18 +187,24 @@ class Migration:
             for change in changes:
                 change.rollback()
             for target, _ in suspended:
-                self.node.resume(target.pid)
+                node.resume(target.pid)
             raise self._fail(exc, current) from None
         except BaseException:
             for change in changes:
                 change.rollback()
             for target, _ in suspended:
-                self.node.resume(target.pid)
+                node.resume(target.pid)
             raise
-        for (target, started), change in zip(suspended, changes, strict=True):
-            change.commit(close_old=False)
-            self.node.resume(target.pid)
-            self._record(target, change, started)
+        # Swap and resume each in turn, the bookkeeping once all are resumed.
+        ended: list[float] = []
+        for (target, _), change in zip(suspended, changes, strict=True):
+            change.swap()
+            node.resume(target.pid)
+            ended.append(clock())
+        for (target, started), change, end in zip(suspended, changes, ended, strict=True):
+            change.announce()
+            self._record(target, change, started, end)
+        for change in changes:
             change.release_old()
 
     async def _check_canaries(self, canaries: list[Target]) -> None:

@@ -419,6 +419,11 @@ class GuestInstance:
             _abi.free(args[1])
         self._unit_or_error(result)
 
+    @property
+    def host(self) -> HostApi | None:
+        """The host functions this instance's guest calls (None once it is closed)."""
+        return HOSTS.get(self._key)
+
     def interrupt(self) -> None:
         """Make a running (or the next) call trap with ``killed``; thread-safe."""
         self.kill_requested = True

@@ -50,3 +50,42 @@ async def test_a_cancelled_suspend_leaves_a_busy_process_running(node):
     # Not left suspended once its message is done: it answers the next one.
     assert await node.call(worker, "back", timeout=1) == "back"
 
+
+async def test_swap_resume_then_announce_and_release(node):
+    pid = await counter(node, start=7)
+    events = node.subscribe({"upgrade"})
+    await node.suspend(pid)
+    change = node.prepare_code_change(pid, Component.load(V2, version="v2"))
+    old = change.behaviour.instance
+    # The new instance serves the same process through the same host functions.
+    assert old.host is not None and change.new_instance.host is old.host
+    change.swap()
+    assert change.behaviour.instance is change.new_instance and change.old_instance is old
+    node.resume(pid)
+    assert events.get_nowait() is None  # the event is the caller's to emit, after the resume
+    change.announce()
+    change.announce()
+    change.release_old()
+    assert old.host is None and change.old_instance is None
+    (event,) = events.drain()
+    assert (event.pid, event.version, event.data["from_version"]) == (pid, "v2", "v1")
+    assert await node.call(pid, "stats") == {"count": 7, "updates": 0, "version": "v2"}
+    with pytest.raises(RuntimeError, match="already committed"):
+        change.commit()
+
+
+async def test_commit_still_does_it_all_and_a_rollback_announces_nothing(node):
+    pid = await counter(node, start=3)
+    events = node.subscribe({"upgrade"})
+    await node.suspend(pid)
+    dropped = node.prepare_code_change(pid, Component.load(V2, version="v2"))
+    dropped.rollback()
+    dropped.announce()
+    assert dropped.new_instance.host is None  # closed
+    change = node.prepare_code_change(pid, Component.load(V2, version="v2"))
+    old = change.behaviour.instance
+    change.commit()
+    node.resume(pid)
+    assert old.host is None
+    assert [e.version for e in events.drain()] == ["v2"]
+    assert await node.call(pid, "incr") == 4
