@@ -107,6 +107,11 @@ class CodeChange:
         self.new_instance.close()
 
 
+def _where(proc: Process) -> str:
+    """How an error names the process (its text only built when there is an error)."""
+    return proc.name or str(proc.pid)
+
+
 def prepare(proc: Process, component: Component) -> CodeChange:
     """Snapshot ``proc`` and migrate its state into a new instance of ``component``.
 
@@ -116,19 +121,18 @@ def prepare(proc: Process, component: Component) -> CodeChange:
     as on any trap, and its supervisor handles it.
     """
     behaviour = proc.behaviour
-    where = proc.name or str(proc.pid)
     if not proc.alive:
-        raise UpgradeFailed(where, "noproc", "the process exited before it could be changed")
+        raise UpgradeFailed(_where(proc), "noproc", "the process exited before it could be changed")
     if not isinstance(behaviour, WasmBehaviour) or behaviour.instance is None:
-        raise UpgradeFailed(where, "not_wasm", "only WASM processes can change code")
+        raise UpgradeFailed(_where(proc), "not_wasm", "only WASM processes can change code")
     if not proc.suspended:
-        raise UpgradeFailed(where, "not_suspended", "suspend the process first")
+        raise UpgradeFailed(_where(proc), "not_suspended", "suspend the process first")
     from_version = behaviour.version
     try:
         state = behaviour.instance.snapshot()
     except GuestTrap as exc:
         proc.die(ExitReason(exc.kind, f"snapshot: {exc}"))
-        raise UpgradeFailed(where, exc.kind, f"the old version trapped in snapshot: {exc}") from None
+        raise UpgradeFailed(_where(proc), exc.kind, f"the old version trapped in snapshot: {exc}") from None
     started = time.perf_counter()
     # The new instance serves the same process as the old one: it gets the same host
     # functions (they hold nothing of an instance), one thing less to build in the pause.
@@ -141,13 +145,16 @@ def prepare(proc: Process, component: Component) -> CodeChange:
         instance = GuestInstance(component._compiled, host, behaviour.limits,  # type: ignore[arg-type]
                                  interruptible=behaviour.threaded, wasi=behaviour.capabilities.wasi)
     except GuestTrap as exc:
-        raise UpgradeFailed(where, exc.kind, f"the new version trapped while instantiating: {exc}") from None
+        raise UpgradeFailed(_where(proc), exc.kind, f"the new version trapped while instantiating: {exc}") from None
     try:
         instance.upgrade(from_version, state)
     except GuestError as exc:
         instance.close()
-        raise UpgradeFailed(where, "error", f"upgrade returned an error: {exc}") from None
+        raise UpgradeFailed(_where(proc), "error", f"upgrade returned an error: {exc}") from None
     except GuestTrap as exc:
         instance.close()
-        raise UpgradeFailed(where, exc.kind, f"upgrade trapped: {exc}") from None
+        raise UpgradeFailed(_where(proc), exc.kind, f"upgrade trapped: {exc}") from None
+    except BaseException:
+        instance.close()  # nothing else holds it
+        raise
     return CodeChange(proc, behaviour, component, instance, from_version, len(state), started)
