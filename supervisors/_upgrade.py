@@ -24,6 +24,11 @@ import trio
 from airssys_actors import CallFailed, CallTimeout, Component, Node, NoSuchProcess, Pid, UpgradeFailed
 
 STRATEGIES = ("atomic", "rolling")
+#: Seconds an atomic change may hold the node's thread before it lets the other tasks
+#: run. A scheduler pass there lies inside the pause of every process suspended so far,
+#: so it is taken once per slice, not after every process (a rolling change takes one
+#: after each process, outside the pauses).
+ATOMIC_SLICE = 0.001
 
 
 @attrs.frozen
@@ -170,12 +175,14 @@ class Migration:
         suspended: list[tuple[Target, float]] = []
         changes: list[Any] = []
         current: Target | None = None
+        held_since = clock()
         try:
             for current in targets:
-                if suspended:
+                if suspended and clock() - held_since >= ATOMIC_SLICE:
                     # Let the rest of the node run between two migrations (the suspended
                     # processes wait meanwhile, but the node is not held for the whole change).
                     await trio.lowlevel.checkpoint()
+                    held_since = clock()
                 suspended.append((current, await self._suspend(current)))
                 changes.append(node.prepare_code_change(current.pid, current.new))
             for target, _ in suspended:
@@ -204,8 +211,18 @@ class Migration:
         for (target, started), change, end in zip(suspended, changes, ended, strict=True):
             change.announce()
             self._record(target, change, started, end)
-        for change in changes:
-            change.release_old()
+        # Closing the replaced instances is the longest part of this; the processes run
+        # again meanwhile, so the node gets its slices here too.
+        try:
+            held_since = clock()
+            for change in changes:
+                change.release_old()
+                if clock() - held_since >= ATOMIC_SLICE:
+                    await trio.lowlevel.checkpoint()
+                    held_since = clock()
+        finally:
+            for change in changes:
+                change.release_old()  # all of them, even if cancelled meanwhile
 
     async def _check_canaries(self, canaries: list[Target]) -> None:
         for target in canaries:

@@ -89,3 +89,31 @@ async def test_commit_still_does_it_all_and_a_rollback_announces_nothing(node):
     assert old.host is None
     assert [e.version for e in events.drain()] == ["v2"]
     assert await node.call(pid, "incr") == 4
+
+
+async def test_a_long_atomic_change_lets_the_rest_of_the_node_run(node):
+    import supervisors
+    from supervisors import Child, Supervisor
+
+    blob = Component.load(component_path("blob.wat"), version="v1")
+    root = await supervisors.start(node, Supervisor("root", children=[
+        Child(f"b{i}", blob, args={"size": 100}) for i in range(400)]))
+    bystander = await node.spawn(blob, args={"size": 100})
+    answered: list[float] = []
+    done = trio.Event()
+
+    async def caller():
+        while not done.is_set():
+            await node.call(bystander, "ping")
+            answered.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(caller)
+        await trio.sleep(0.01)
+        report = await root.upgrade("blob", blob, version="v2", strategy="atomic")
+        done.set()
+    assert len(report.processes) == 400
+    # Every process paused for about the whole change, but the node was held for a
+    # slice at a time: the bystander's calls went on meanwhile.
+    longest = max(b - a for a, b in zip(answered, answered[1:]))
+    assert longest < report.seconds / 2, (longest, report.seconds)
