@@ -194,6 +194,16 @@ def _trap_text(message: str) -> str:
     return first.removeprefix("wasm trap: ")
 
 
+def free_spent(spent: list[Any]) -> None:
+    """Free the values :meth:`GuestInstance.snapshot` and :meth:`GuestInstance.upgrade`
+    left in ``spent`` (each a value or an array of them); ``spent`` is emptied."""
+    while spent:
+        vals = spent.pop()
+        base = ctypes.addressof(vals)
+        for offset in range(0, ctypes.sizeof(vals), _abi.VAL_SIZE):
+            _val_delete(base + offset)
+
+
 class GuestInstance:
     """A live instance of a component. Not thread-safe: one call at a time.
 
@@ -404,14 +414,31 @@ class GuestInstance:
             _abi.free(result)
         raise GuestError(message)
 
-    def snapshot(self) -> bytes:
+    def snapshot(self, spent: list[Any] | None = None) -> bytes:
+        """The guest's state. With ``spent``, the value it came in (32 bytes per byte of
+        state) is left there for :func:`free_spent` instead of being freed now: a code
+        change frees it once the process is resumed."""
         result = self._call("snapshot", None, 0)
+        if spent is None:
+            try:
+                return _abi.get_bytes(result)
+            finally:
+                _abi.free(result)
         try:
-            return _abi.get_bytes(result)
-        finally:
+            state = _abi.get_bytes(result)
+        except BaseException:
             _abi.free(result)
+            raise
+        kept = Val()
+        ctypes.memmove(ctypes.addressof(kept), self._result_addr, _abi.VAL_SIZE)
+        result.kind = _abi.K_BOOL  # inert again: the list is ``kept``'s now
+        result.of.u64 = 0
+        spent.append(kept)
+        return state
 
-    def upgrade(self, from_version: str, state: bytes) -> None:
+    def upgrade(self, from_version: str, state: bytes, spent: list[Any] | None = None) -> None:
+        """Call ``upgrade``; with ``spent``, its arguments are left there for
+        :func:`free_spent` instead of being freed now (see :meth:`snapshot`)."""
         # Called while the process is suspended: its arguments are built and freed with
         # direct C calls on their addresses, the version string written straight into
         # its value (about 2 us less than through the generic helpers).
@@ -424,8 +451,11 @@ class GuestInstance:
         try:
             result = self._call("upgrade", base, 2)
         finally:
-            _val_delete(base)
-            _val_delete(base + _abi.VAL_SIZE)
+            if spent is None:
+                _val_delete(base)
+                _val_delete(base + _abi.VAL_SIZE)
+            else:
+                spent.append(args)
         self._unit_or_error(result)
 
     @property

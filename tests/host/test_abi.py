@@ -45,3 +45,26 @@ def test_a_state_moves_into_upgrade_intact(n):
         assert instance.snapshot() == state
     finally:
         instance.close()
+
+
+def test_spent_values_are_freed_later_and_the_instances_go_on():
+    from airssys_actors._host._instance import free_spent
+
+    compiled = Component.load(component_path("blob.wat"))._compiled
+    source = GuestInstance(compiled, _Host(), Limits())
+    target = GuestInstance(compiled, _Host(), Limits())
+    try:
+        source.init(msgpack.packb({"size": 1000}))
+        spent: list = []
+        state = source.snapshot(spent)
+        assert len(state) == 1000 and len(spent) == 1
+        target.upgrade("v0", state, spent)
+        assert len(spent) == 2
+        # Both instances take calls meanwhile: what they hand back is no longer theirs.
+        assert source.snapshot() == state == target.snapshot()
+        free_spent(spent)
+        assert spent == []
+        assert msgpack.unpackb(target.handle(1, 1, None, msgpack.packb("sum"))) == sum(state) % 2**32
+    finally:
+        source.close()
+        target.close()
