@@ -292,9 +292,9 @@ class Process:
         :meth:`resume`. The message it is handling finishes first.
 
         A cancellation point, but a scheduling point only when the process is busy (it
-        then has to finish its message): a code change suspends many processes in a row
-        and lets the rest of the node run between them, outside their pauses. Cancelled,
-        it leaves the process running as before."""
+        then has to finish its message): a scheduler pass here would lie inside the
+        pause, so a code change that suspends many processes in a row decides itself
+        when the rest of the node runs. Cancelled, it leaves the process running."""
         if self._suspend_requested:
             raise RuntimeError(f"{self.pid} is already suspended")
         self._suspend_requested = True
