@@ -150,7 +150,7 @@ class Migration:
             except UpgradeFailed as exc:
                 raise self._fail(exc, target) from None
             try:
-                change = node.prepare_code_change(target.pid, target.new)
+                change = node.prepare_code_change(target.pid, target.new, defer_free=True)
             except UpgradeFailed as exc:
                 node.resume(target.pid)
                 raise self._fail(exc, target) from None
@@ -175,6 +175,7 @@ class Migration:
         suspended: list[tuple[Target, float]] = []
         changes: list[Any] = []
         current: Target | None = None
+        last = targets[-1] if targets else None
         held_since = clock()
         try:
             for current in targets:
@@ -184,7 +185,11 @@ class Migration:
                     await trio.lowlevel.checkpoint()
                     held_since = clock()
                 suspended.append((current, await self._suspend(current)))
-                changes.append(node.prepare_code_change(current.pid, current.new))
+                # Each migration's values are freed at once (inside every pause so far,
+                # but then an atomic change holds one process's worth at a time, not all),
+                # except the last one's, freed once every process is resumed.
+                changes.append(node.prepare_code_change(current.pid, current.new,
+                                                        defer_free=current is last))
             for target, _ in suspended:
                 if not node.is_alive(target.pid):
                     # It died while the others migrated: nothing is committed.

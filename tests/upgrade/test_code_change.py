@@ -117,3 +117,22 @@ async def test_a_long_atomic_change_lets_the_rest_of_the_node_run(node):
     # slice at a time: the bystander's calls went on meanwhile.
     longest = max(b - a for a, b in zip(answered, answered[1:]))
     assert longest < report.seconds / 2, (longest, report.seconds)
+
+
+async def test_the_values_the_state_moved_in_are_freed_at_once_or_with_the_old_instance(node):
+    pid = await counter(node, start=1)
+    v2 = Component.load(V2, version="v2")
+    await node.suspend(pid)
+    at_once = node.prepare_code_change(pid, v2)
+    assert at_once.spent == []  # freed before it returns
+    at_once.rollback()
+    kept = node.prepare_code_change(pid, v2, defer_free=True)
+    assert len(kept.spent) == 2  # the snapshot's result and upgrade's arguments
+    kept.rollback()
+    assert kept.spent == []
+    change = node.prepare_code_change(pid, v2, defer_free=True)
+    change.swap()
+    node.resume(pid)
+    change.release_old()
+    assert change.spent == []
+    assert await node.call(pid, "incr") == 2
