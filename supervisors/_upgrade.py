@@ -157,17 +157,19 @@ class Migration:
             except BaseException:
                 node.resume(target.pid)  # the old version goes on, whatever went wrong
                 raise
-            # Inside the pause only what needs the process suspended; the event, the
-            # report and closing the replaced instance come after.
+            # Inside the pause only what needs the process suspended.
             change.swap()
             node.resume(target.pid)
             ended = clock()
-            change.announce()
-            self._record(target, change, started, ended)
-            change.release_old()
-            # Suspending a process waiting for mail does not let the node run: do it here,
-            # between two pauses (the process just resumed can take its queued messages).
-            await trio.lowlevel.checkpoint()
+            change.announce()  # before the process takes a message
+            try:
+                # Suspending a process waiting for mail does not let the node run: it does
+                # here, between two pauses, and before the report and closing the replaced
+                # instance, so that the process's queued messages do not wait for those.
+                await trio.lowlevel.checkpoint()
+            finally:
+                self._record(target, change, started, ended)
+                change.release_old()
 
     async def _atomic(self, targets: list[Target]) -> None:
         node = self.node
@@ -213,12 +215,14 @@ class Migration:
             change.swap()
             node.resume(target.pid)
             ended.append(clock())
-        for (target, started), change, end in zip(suspended, changes, ended, strict=True):
-            change.announce()
-            self._record(target, change, started, end)
-        # Closing the replaced instances is the longest part of this; the processes run
-        # again meanwhile, so the node gets its slices here too.
+        for change in changes:
+            change.announce()  # before the processes take a message
         try:
+            # The resumed processes run before the report and closing the replaced
+            # instances (the longest part of this), which then take slices too.
+            await trio.lowlevel.checkpoint()
+            for (target, started), change, end in zip(suspended, changes, ended, strict=True):
+                self._record(target, change, started, end)
             held_since = clock()
             for change in changes:
                 change.release_old()
