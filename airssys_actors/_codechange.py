@@ -51,8 +51,8 @@ class CodeChange:
     announced: bool = False
     old_instance: GuestInstance | None = None
     spent: list[Any] = attrs.field(factory=list)
-    """With ``defer_free``, the values the state moved in: freed with the old instance
-    (after the resume) or on rollback."""
+    """With ``defer_free``, the values a large state moved into ``upgrade`` in: freed
+    with the old instance (after the resume) or on rollback."""
 
     @property
     def to_version(self) -> str:
@@ -126,10 +126,10 @@ def prepare(proc: Process, component: Component, *, defer_free: bool = False) ->
     old instance itself traps in ``snapshot``: then the process crashes with that reason,
     as on any trap, and its supervisor handles it.
 
-    The state crosses the component boundary as two lists of 32 bytes per byte of state;
-    freeing them takes ~13 ms at 1 MiB. With ``defer_free`` the change keeps them until
-    :meth:`CodeChange.release_old` (or its rollback), so that this happens after the
-    resume; a caller holding many changes at once should not ask for it.
+    The state crosses into ``upgrade`` as a list of 32 bytes per byte of state; freeing
+    it takes ~6 ms at 1 MiB. With ``defer_free`` the change keeps it (from 1 MiB on, see
+    ``SPENT_MIN``) until :meth:`CodeChange.release_old` or its rollback, so that this
+    happens after the resume; a caller holding many changes at once should not ask.
     """
     behaviour = proc.behaviour
     if not proc.alive:
@@ -139,9 +139,8 @@ def prepare(proc: Process, component: Component, *, defer_free: bool = False) ->
     if not proc.suspended:
         raise UpgradeFailed(_where(proc), "not_suspended", "suspend the process first")
     from_version = behaviour.version
-    spent: list[Any] = []  # the values the state moves in (see defer_free)
     try:
-        state = behaviour.instance.snapshot(spent)
+        state = behaviour.instance.snapshot()
     except GuestTrap as exc:
         proc.die(ExitReason(exc.kind, f"snapshot: {exc}"))
         raise UpgradeFailed(_where(proc), exc.kind, f"the old version trapped in snapshot: {exc}") from None
@@ -156,11 +155,9 @@ def prepare(proc: Process, component: Component, *, defer_free: bool = False) ->
     try:
         instance = GuestInstance(component._compiled, host, behaviour.limits,  # type: ignore[arg-type]
                                  interruptible=behaviour.threaded, wasi=behaviour.capabilities.wasi)
-    except BaseException as exc:
-        free_spent(spent)
-        if isinstance(exc, GuestTrap):
-            raise UpgradeFailed(_where(proc), exc.kind, f"the new version trapped while instantiating: {exc}") from None
-        raise
+    except GuestTrap as exc:
+        raise UpgradeFailed(_where(proc), exc.kind, f"the new version trapped while instantiating: {exc}") from None
+    spent: list[Any] = []  # upgrade's arguments (see defer_free)
     try:
         instance.upgrade(from_version, state, spent)
     except BaseException as exc:

@@ -194,18 +194,19 @@ def _trap_text(message: str) -> str:
     return first.removeprefix("wasm trap: ")
 
 
-#: The smallest state whose values a code change frees after the resume rather than at
-#: once: from here on (lists of 32 MiB) every such list is a fresh mapping, so freeing it
-#: (unmapping it, ~6 ms at 1 MiB) only costs. The lists of a smaller state are freed at
-#: once: the allocations that follow in the pause reuse their memory instead of touching
-#: fresh pages, which costs more than the free (measured: 10 KiB states paused ~1.5x
-#: longer with everything deferred).
+#: The smallest state whose ``upgrade`` arguments a code change frees after the resume
+#: rather than at once. From here on (a list of 32 MiB of values) the list is a fresh
+#: mapping whatever happens, so freeing it (unmapping it, ~6 ms at 1 MiB) is pure cost
+#: in the pause. A smaller state's list is freed at once: allocations that follow reuse
+#: its memory instead of touching fresh pages, which costs more than the free (10 KiB
+#: states paused ~1.5x longer with their frees deferred). The snapshot's list is freed
+#: at once too: deferring it would hold both lists at the same time (+32 MiB at 1 MiB).
 SPENT_MIN = _abi.BULK_MIN
 
 
 def free_spent(spent: list[Any]) -> None:
-    """Free the values :meth:`GuestInstance.snapshot` and :meth:`GuestInstance.upgrade`
-    left in ``spent`` (each a value or an array of them); ``spent`` is emptied."""
+    """Free the values :meth:`GuestInstance.upgrade` left in ``spent`` (each a value or
+    an array of them); ``spent`` is emptied."""
     while spent:
         vals = spent.pop()
         base = ctypes.addressof(vals)
@@ -423,32 +424,17 @@ class GuestInstance:
             _abi.free(result)
         raise GuestError(message)
 
-    def snapshot(self, spent: list[Any] | None = None) -> bytes:
-        """The guest's state. With ``spent``, the value it came in (32 bytes per byte of
-        state) is left there for :func:`free_spent` instead of being freed now, if it is
-        large (see :data:`SPENT_MIN`): a code change frees it after the resume."""
+    def snapshot(self) -> bytes:
         result = self._call("snapshot", None, 0)
-        if spent is None or result.of.list.size < SPENT_MIN:
-            try:
-                return _abi.get_bytes(result)
-            finally:
-                _abi.free(result)
         try:
-            state = _abi.get_bytes(result)
-        except BaseException:
+            return _abi.get_bytes(result)
+        finally:
             _abi.free(result)
-            raise
-        kept = Val()
-        ctypes.memmove(ctypes.addressof(kept), self._result_addr, _abi.VAL_SIZE)
-        result.kind = _abi.K_BOOL  # inert again: the list is ``kept``'s now
-        result.of.u64 = 0
-        spent.append(kept)
-        return state
 
     def upgrade(self, from_version: str, state: bytes, spent: list[Any] | None = None) -> None:
-        """Call ``upgrade``; with ``spent``, its arguments are left there for
-        :func:`free_spent` instead of being freed now, if the state is large (see
-        :meth:`snapshot`)."""
+        """Call ``upgrade``. With ``spent``, its arguments are left there for
+        :func:`free_spent` instead of being freed now if the state is large (see
+        :data:`SPENT_MIN`): a code change frees them after the resume."""
         # Called while the process is suspended: its arguments are built and freed with
         # direct C calls on their addresses, the version string written straight into
         # its value (about 2 us less than through the generic helpers).
