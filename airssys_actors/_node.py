@@ -786,9 +786,12 @@ class Node:
         if proc is not None:
             proc.resume()
 
-    def prepare_code_change(self, pid: Pid | str, component: Component) -> CodeChange:
+    def prepare_code_change(self, pid: Pid | str, component: Component, *,
+                            defer_free: bool = False) -> CodeChange:
         """Migrate a suspended WASM process's state into a new instance of ``component``
         (its ``snapshot``, then the new one's ``upgrade``); commit or roll back the result.
+        ``defer_free`` leaves freeing the values the state moved in to the change's
+        ``release_old`` (after the resume) or rollback.
 
         Raises:
             UpgradeFailed: naming the process and the cause; the old version still runs.
@@ -796,7 +799,7 @@ class Node:
         proc = self._resolve(pid)
         if proc is None:
             raise UpgradeFailed(str(pid), "noproc", "no such process")
-        return prepare_code_change(proc, component)
+        return prepare_code_change(proc, component, defer_free=defer_free)
 
     # -- introspection ----------------------------------------------------------------
 

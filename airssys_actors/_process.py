@@ -228,8 +228,9 @@ class Process:
                 # Between two messages: acknowledge the suspension and wait. New
                 # messages queue meanwhile (within the mailbox bound).
                 self.suspended = True
-                assert self._idle is not None and self._resumed is not None
-                self._idle.set()
+                assert self._resumed is not None
+                if self._idle is not None:  # None when suspend() found it waiting for mail
+                    self._idle.set()
                 await self._resumed.wait()
                 self.suspended = False
                 continue
@@ -299,20 +300,35 @@ class Process:
 
     async def suspend(self) -> None:
         """Return once the process is between two messages and takes no more until
-        :meth:`resume`. The message it is handling finishes first."""
+        :meth:`resume`. The message it is handling finishes first.
+
+        A cancellation point, but a scheduling point only when the process is busy (it
+        then has to finish its message): a scheduler pass here would lie inside the
+        pause, so a code change that suspends many processes in a row decides itself
+        when the rest of the node runs. Cancelled, it leaves the process running."""
         if self._suspend_requested:
             raise RuntimeError(f"{self.pid} is already suspended")
         self._suspend_requested = True
-        self._idle = trio.Event()
         self._resumed = trio.Event()
         if self._parked and self.alive:
-            # Waiting for mail: when it wakes it sees the request before taking anything.
+            # Waiting for mail: when it wakes it sees the request before taking anything,
+            # so there is no handshake to wait for (and no ``_idle`` event to set).
             self.suspended = True
-            await trio.lowlevel.checkpoint()
-            if self._parked or self.suspended:
-                return
+            self._idle = None
+            try:
+                await trio.lowlevel.checkpoint_if_cancelled()
+            except BaseException:
+                self.resume()
+                raise
+            return
+        self._idle = trio.Event()
         self.mailbox.wake()
-        await self._idle.wait()  # set between two messages, or when the process ends
+        try:
+            await self._idle.wait()  # set between two messages, or when the process ends
+        except BaseException:
+            # Cancelled before (or just as) it acknowledged: nobody would resume it.
+            self.resume()
+            raise
 
     def resume(self) -> None:
         self._suspend_requested = False

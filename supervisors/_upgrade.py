@@ -19,10 +19,16 @@ import time
 from typing import Any, Callable
 
 import attrs
+import trio
 
 from airssys_actors import CallFailed, CallTimeout, Component, Node, NoSuchProcess, Pid, UpgradeFailed
 
 STRATEGIES = ("atomic", "rolling")
+#: Seconds an atomic change may hold the node's thread before it lets the other tasks
+#: run. A scheduler pass there lies inside the pause of every process suspended so far,
+#: so it is taken once per slice, not after every process (a rolling change takes one
+#: after each process, outside the pauses).
+ATOMIC_SLICE = 0.001
 
 
 @attrs.frozen
@@ -131,37 +137,63 @@ class Migration:
             raise UpgradeFailed(target.child, "noproc", "the process exited before it could be changed") from None
         return started
 
-    def _record(self, target: Target, change: Any, started: float) -> None:
-        pause = time.perf_counter() - started
+    def _record(self, target: Target, change: Any, started: float, ended: float) -> None:
         self.done.append((target, ProcessUpgrade(target.pid, target.child, change.from_version,
-                                                 change.to_version, pause, change.state_size)))
+                                                 change.to_version, ended - started, change.state_size)))
 
     async def _rolling(self, targets: list[Target]) -> None:
+        node = self.node
+        clock = time.perf_counter
         for target in targets:
             try:
                 started = await self._suspend(target)
             except UpgradeFailed as exc:
                 raise self._fail(exc, target) from None
             try:
-                change = self.node.prepare_code_change(target.pid, target.new)
+                change = node.prepare_code_change(target.pid, target.new, defer_free=True)
             except UpgradeFailed as exc:
-                self.node.resume(target.pid)
+                node.resume(target.pid)
                 raise self._fail(exc, target) from None
-            change.commit(close_old=False)
-            self.node.resume(target.pid)
-            self._record(target, change, started)
-            change.release_old()
+            except BaseException:
+                node.resume(target.pid)  # the old version goes on, whatever went wrong
+                raise
+            # Inside the pause only what needs the process suspended.
+            change.swap()
+            node.resume(target.pid)
+            ended = clock()
+            change.announce()  # before the process takes a message
+            try:
+                # Suspending a process waiting for mail does not let the node run: it does
+                # here, between two pauses, and before the report and closing the replaced
+                # instance, so that the process's queued messages do not wait for those.
+                await trio.lowlevel.checkpoint()
+            finally:
+                self._record(target, change, started, ended)
+                change.release_old()
 
     async def _atomic(self, targets: list[Target]) -> None:
+        node = self.node
+        clock = time.perf_counter
         suspended: list[tuple[Target, float]] = []
         changes: list[Any] = []
         current: Target | None = None
+        last = targets[-1] if targets else None
+        held_since = clock()
         try:
             for current in targets:
+                if suspended and clock() - held_since >= ATOMIC_SLICE:
+                    # Let the rest of the node run between two migrations (the suspended
+                    # processes wait meanwhile, but the node is not held for the whole change).
+                    await trio.lowlevel.checkpoint()
+                    held_since = clock()
                 suspended.append((current, await self._suspend(current)))
-                changes.append(self.node.prepare_code_change(current.pid, current.new))
+                # Each migration's values are freed at once (inside every pause so far,
+                # but then an atomic change holds one process's worth at a time, not all),
+                # except the last one's, freed once every process is resumed.
+                changes.append(node.prepare_code_change(current.pid, current.new,
+                                                        defer_free=current is last))
             for target, _ in suspended:
-                if not self.node.is_alive(target.pid):
+                if not node.is_alive(target.pid):
                     # It died while the others migrated: nothing is committed.
                     current = target
                     raise UpgradeFailed(target.child, "noproc", "the process exited during the change")
@@ -169,19 +201,37 @@ class Migration:
             for change in changes:
                 change.rollback()
             for target, _ in suspended:
-                self.node.resume(target.pid)
+                node.resume(target.pid)
             raise self._fail(exc, current) from None
         except BaseException:
             for change in changes:
                 change.rollback()
             for target, _ in suspended:
-                self.node.resume(target.pid)
+                node.resume(target.pid)
             raise
-        for (target, started), change in zip(suspended, changes, strict=True):
-            change.commit(close_old=False)
-            self.node.resume(target.pid)
-            self._record(target, change, started)
-            change.release_old()
+        # Swap and resume each in turn, the bookkeeping once all are resumed.
+        ended: list[float] = []
+        for (target, _), change in zip(suspended, changes, strict=True):
+            change.swap()
+            node.resume(target.pid)
+            ended.append(clock())
+        for change in changes:
+            change.announce()  # before the processes take a message
+        try:
+            # The resumed processes run before the report and closing the replaced
+            # instances (the longest part of this), which then take slices too.
+            await trio.lowlevel.checkpoint()
+            for (target, started), change, end in zip(suspended, changes, ended, strict=True):
+                self._record(target, change, started, end)
+            held_since = clock()
+            for change in changes:
+                change.release_old()
+                if clock() - held_since >= ATOMIC_SLICE:
+                    await trio.lowlevel.checkpoint()
+                    held_since = clock()
+        finally:
+            for change in changes:
+                change.release_old()  # all of them, even if cancelled meanwhile
 
     async def _check_canaries(self, canaries: list[Target]) -> None:
         for target in canaries:
