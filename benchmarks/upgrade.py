@@ -318,9 +318,9 @@ async def measure_changes(component: Any, count: int, size: int, repeats: int, v
 class _CommitHook:
     """Benchmark instrumentation: records, synchronously at the commit of the watched
     pid (the ``upgrade`` event, emitted right after the process resumes and before it
-    takes its next message), the clock and
-    how many messages the process had handled. Registered on the node's event bus like
-    a subscription (``_push`` is what the bus calls)."""
+    takes its next message), the clock and how many messages the process had handled.
+    Registered on the node's event bus like a subscription (``_push`` is what the bus
+    calls)."""
 
     def __init__(self, node: Any, pid: Any) -> None:
         self.node, self.pid = node, pid
