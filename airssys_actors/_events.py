@@ -145,8 +145,9 @@ class EventBus:
             self._window[kind] = (second, count + 1)
         event = Event(kind=kind, time=now, **fields)
         self.history.append(event)
-        for sub in tuple(self._subscribers):
-            sub._push(event)
+        if self._subscribers:
+            for sub in tuple(self._subscribers):
+                sub._push(event)
         return event
 
     def subscribe(self, kinds: set[str] | None = None, maxlen: int = 100_000) -> Subscription:
