@@ -179,10 +179,10 @@ class Node:
             return
         proc.exit_signal(None, SHUTDOWN)
         with trio.move_on_after(timeout):
-            await proc.done.wait()
+            await proc.wait_done()
         if proc.alive:
             proc.exit_signal(None, KILLED, untrappable=True)
-            await proc.done.wait()
+            await proc.wait_done()
 
     def _require_open(self) -> trio.Nursery:
         if self._nursery is None or self.closing:
@@ -759,7 +759,7 @@ class Node:
         if proc is None:
             key = pid if isinstance(pid, Pid) else Pid.parse(pid)
             return self._exits.get(key, NOPROC) if key is not None else NOPROC
-        await proc.done.wait()
+        await proc.wait_done()
         assert proc.exit_reason is not None
         return proc.exit_reason
 

@@ -66,6 +66,16 @@ class Behaviour(Protocol):
 class Process:
     """The runtime's record of one live process. Users hold pids, not these."""
 
+    # Slots: a node makes and drops these at a high rate (restarts), and every object
+    # less per process is less for the cyclic garbage collector to walk.
+    __slots__ = (
+        "node", "pid", "behaviour", "name", "mailbox", "trap_exits", "keep_mailbox", "parent",
+        "links", "monitors", "watchers", "deferred", "requests", "timers", "children",
+        "current", "alive", "started", "exit_reason", "stop_request", "started_at",
+        "messages_in", "messages_out", "handle_seconds", "_done", "_scope", "max_pending",
+        "fault", "suspended", "_parked", "_suspend_requested", "_idle", "_resumed",
+    )
+
     def __init__(
         self,
         node: Node,
@@ -106,7 +116,7 @@ class Process:
         self.messages_in = 0
         self.messages_out = 0
         self.handle_seconds = 0.0
-        self.done = trio.Event()
+        self._done: trio.Event | None = None  # made when someone waits for the end
         # Only a process whose handlers await needs a scope to be interrupted by an exit
         # signal; a synchronous one only ever waits for mail (or for a resume), and
         # ``die`` wakes it there. Entering a scope is a real cost on every (re)start.
@@ -125,6 +135,14 @@ class Process:
 
     def __repr__(self) -> str:
         return f"<Process {self.pid} name={self.name!r}>"
+
+    async def wait_done(self) -> None:
+        """Return once the process has ended (its exit fully handled)."""
+        if self._done is None:
+            self._done = trio.Event()
+            if not self.alive:
+                self._done.set()
+        await self._done.wait()
 
     # -- signals ----------------------------------------------------------------------
 
@@ -280,7 +298,8 @@ class Process:
             self.behaviour.terminate(self, reason)
         finally:
             self.node._on_exit(self, reason)
-            self.done.set()
+            if self._done is not None:
+                self._done.set()
             if self._idle is not None:
                 self._idle.set()  # a pending suspend() returns: there is nothing left to wait for
 
