@@ -32,9 +32,6 @@ K_OPTION = ffi.WASMTIME_COMPONENT_OPTION.value
 K_RESULT = ffi.WASMTIME_COMPONENT_RESULT.value
 
 _U8_KIND_BYTE = bytes([K_U8])
-_vallist_new = ffi.wasmtime_component_vallist_new
-_vallist_new_empty = ffi.wasmtime_component_vallist_new_empty
-_vallist_new_uninit = ffi.wasmtime_component_vallist_new_uninit
 _vallist_delete = ffi.wasmtime_component_vallist_delete
 _byte_vec_new = ffi.wasm_byte_vec_new
 _byte_vec_new_empty = ffi.wasm_byte_vec_new_empty
@@ -43,9 +40,32 @@ _val_new = ffi.wasmtime_component_val_new
 _val_delete = ffi.wasmtime_component_val_delete
 _string_at = ctypes.string_at
 _memmove = ctypes.memmove
-_cast = ctypes.cast
-_c_void_p = ctypes.c_void_p
 _u8_array = ctypes.c_uint8
+
+
+def _raw(name: str, restype: object, *argtypes: object) -> ctypes._CFuncPtr:
+    """A C function of wasmtime's taking and returning plain addresses (ints). A fresh
+    function object (``dll[name]``), so wasmtime-py's own binding is left as it is;
+    these let callers keep addresses instead of one ctypes object per value."""
+    fn = ffi.dll[name]
+    fn.restype = restype
+    fn.argtypes = argtypes
+    return fn
+
+
+_VP = ctypes.c_void_p
+_raw_vallist_new = _raw("wasmtime_component_vallist_new", None, _VP, ctypes.c_size_t, _VP)
+_raw_vallist_new_empty = _raw("wasmtime_component_vallist_new_empty", None, _VP)
+_raw_vallist_new_uninit = _raw("wasmtime_component_vallist_new_uninit", None, _VP, ctypes.c_size_t)
+#: Frees a ``list`` (by the address of its size/data pair) and leaves it empty.
+vallist_delete_at = _raw("wasmtime_component_vallist_delete", None, _VP)
+#: Boxes a value (moved out of the given address) on the heap; returns its address.
+val_new_at = _raw("wasmtime_component_val_new", _VP, _VP)
+#: Frees a value boxed by ``val_new_at`` (its contents too).
+val_free_at = _raw("wasmtime_component_val_free", None, _VP)
+#: The size/data pair of a list or string, read from its address (one object per read).
+_Pair = ctypes.c_size_t * 2
+_pair_at = _Pair.from_address
 
 
 def new_name(text: bytes) -> ffi.wasm_byte_vec_t:
@@ -60,19 +80,25 @@ def new_name(text: bytes) -> ffi.wasm_byte_vec_t:
 
 def set_bytes(val: Val, data: bytes) -> None:
     """Make ``val`` an owned ``list<u8>`` holding ``data``."""
-    n = len(data)
     val.kind = K_LIST
+    set_list_at(ctypes.addressof(val) + UNION_OFFSET, data)
+
+
+def set_list_at(list_addr: int, data: bytes) -> None:
+    """Write an owned ``list<u8>`` holding ``data`` into the list (size/data pair) at
+    ``list_addr``, which must hold nothing owned; the value's kind is the caller's."""
+    n = len(data)
     if n == 0:
-        _vallist_new_empty(byref(val.of.list))
+        _raw_vallist_new_empty(list_addr)
         return
     if n >= BULK_MIN:
-        _set_bytes_bulk(val, data)
+        _set_bytes_bulk(list_addr, data)
         return
     # One 32-byte value per element: kind byte at 0, the u8 in the union.
     buf = bytearray(VAL_SIZE * n)
     buf[0::VAL_SIZE] = _U8_KIND_BYTE * n
     buf[UNION_OFFSET::VAL_SIZE] = data
-    _vallist_new(byref(val.of.list), n, (Val * n).from_buffer(buf))
+    _raw_vallist_new(list_addr, n, (Val * n).from_buffer(buf))
 
 
 #: Lists of this many bytes or more are written straight into wasmtime's own list, a
@@ -88,10 +114,10 @@ BULK_MIN = (32 << 20) // VAL_SIZE
 _BULK_CHUNK = 2048
 
 
-def _set_bytes_bulk(val: Val, data: bytes) -> None:
+def _set_bytes_bulk(list_addr: int, data: bytes) -> None:
     n = len(data)
-    _vallist_new_uninit(byref(val.of.list), n)
-    base = _cast(val.of.list.data, _c_void_p).value
+    _raw_vallist_new_uninit(list_addr, n)
+    base = _pair_at(list_addr)[1]
     stage = bytearray(VAL_SIZE * _BULK_CHUNK)
     stage[0::VAL_SIZE] = _U8_KIND_BYTE * _BULK_CHUNK  # the kind bytes stay put; only the u8s change
     stage_addr = ctypes.addressof((ctypes.c_char * len(stage)).from_buffer(stage))
@@ -114,6 +140,22 @@ def get_bytes(val: Val) -> bytes:
     return raw[UNION_OFFSET::VAL_SIZE]
 
 
+def get_bytes_at(val_addr: int) -> bytes:
+    """Read the ``list<u8>`` value at ``val_addr`` (does not free it)."""
+    n, data = _pair_at(val_addr + UNION_OFFSET)
+    if n == 0:
+        return b""
+    return _string_at(data, n * VAL_SIZE)[UNION_OFFSET::VAL_SIZE]
+
+
+def get_string_at(val_addr: int) -> str:
+    """Read the ``string`` value at ``val_addr`` (does not free it)."""
+    n, data = _pair_at(val_addr + UNION_OFFSET)
+    if n == 0:
+        return ""
+    return _string_at(data, n).decode("utf-8", "replace")
+
+
 def set_string(val: Val, text: str) -> None:
     """Make ``val`` an owned ``string``."""
     val.kind = K_STRING
@@ -133,6 +175,13 @@ def boxed_string(text: str) -> ctypes._Pointer:
     tmp = Val()
     set_string(tmp, text)
     return _val_new(byref(tmp))
+
+
+def boxed_string_at(text: str) -> int:
+    """Like :func:`boxed_string`, as an address (free it with ``val_free_at``)."""
+    tmp = Val()
+    set_string(tmp, text)
+    return val_new_at(ctypes.addressof(tmp))
 
 
 def boxed_u64(value: int) -> ctypes._Pointer:

@@ -47,7 +47,15 @@ _error_delete = _raw("wasmtime_error_delete", None, _VP)
 _byte_vec_delete = _raw("wasm_byte_vec_delete", None, _VP)
 _byte_vec_new = _raw("wasm_byte_vec_new", None, _VP, ctypes.c_size_t, ctypes.c_char_p)
 _val_delete = _raw("wasmtime_component_val_delete", None, _VP)
+# Writes a func straight into the instance's block (wasmtime-py's binding wants a typed
+# pointer object, i.e. one more ctypes object per export).
+_get_func = _raw("wasmtime_component_instance_get_func", ctypes.c_bool, _VP, _VP, _VP, _VP)
 _UpgradeArgs = Val * 2
+
+
+def _read_ptr(addr: int) -> int:
+    """The pointer stored at ``addr`` (0 for NULL)."""
+    return ctypes.c_void_p.from_address(addr).value or 0
 
 
 def _error_text(err: int) -> str:
@@ -67,11 +75,89 @@ KIND_NAMES = ("cast", "call", "reply", "failed", "down", "exit", "timer")
 _KIND_HAS_REF = (False, True, True, True, True, False, True)
 EXPORTS = ("init", "handle", "snapshot", "upgrade")
 
-# Names shared by every instance's argument structures; never freed (a structure is
-# detached from them before it is freed).
+# Names shared by every instance's argument structures; never freed. Instances copy
+# their (size, data) pairs in as plain ints: no Python object per instance refers to them.
 _KIND_VECS = [_abi.new_name(n.encode()) for n in KIND_NAMES]
 _FIELD_VECS = [_abi.new_name(n) for n in (b"kind", b"sender", b"payload")]
-_EMPTY_VEC = ffi.wasm_byte_vec_t()
+
+
+def _name_pair(vec: ffi.wasm_byte_vec_t) -> tuple[int, int]:
+    return vec.size, ctypes.cast(vec.data, ctypes.c_void_p).value or 0
+
+
+_KIND_PAIRS = tuple(_name_pair(v) for v in _KIND_VECS)
+_FIELD_PAIRS = tuple(_name_pair(v) for v in _FIELD_VECS)
+
+
+def _flat_struct(name: str, size: int, layout: list[tuple[str, Any, int]]) -> type[ctypes.Structure]:
+    """A structure of ``size`` bytes with scalar fields at the given offsets (padding in
+    between). Each field a call writes or reads is then one attribute of one object,
+    instead of a chain of nested ctypes views (one object each, all GC-tracked)."""
+    fields: list[tuple[str, Any]] = []
+    pos = 0
+    for fname, ftype, offset in sorted(layout, key=lambda f: f[2]):
+        assert offset >= pos and offset % ctypes.alignment(ftype) == 0, (fname, offset)
+        if offset > pos:
+            fields.append((f"_pad{pos}", ctypes.c_uint8 * (offset - pos)))
+        fields.append((fname, ftype))
+        pos = offset + ctypes.sizeof(ftype)
+    if size > pos:
+        fields.append((f"_pad{pos}", ctypes.c_uint8 * (size - pos)))
+    cls = type(name, (ctypes.Structure,), {"_fields_": fields})
+    for fname, _, offset in layout:
+        assert getattr(cls, fname).offset == offset, fname
+    assert ctypes.sizeof(cls) == size, name
+    return cls
+
+
+_FuncT = ffi.wasmtime_component_func_t
+_U = _abi.UNION_OFFSET
+_VS = _abi.VAL_SIZE
+_ENTRY = ffi.wasmtime_component_valrecord_entry
+_ENTRY_SIZE = ctypes.sizeof(_ENTRY)
+_ENTRY_VAL = _ENTRY.val.offset
+_VARIANT_VAL = ffi.wasmtime_component_valunion_t.variant.offset + dict(
+    ffi.wasmtime_component_valunion_t._fields_)["variant"].val.offset
+_RESULT_T = dict(ffi.wasmtime_component_valunion_t._fields_)["result"]
+assert _ENTRY.name.offset == 0 and _RESULT_T.is_ok.offset == 0 and _VARIANT_VAL == 16
+
+# Everything one instance passes to and gets from its calls, in one Python-owned block
+# (one GC-tracked object): the four export funcs, the fuel read-back, the result slot,
+# and ``handle``'s argument, a record {kind variant, sender option, payload list} whose
+# entries and boxed ref live in the block too. wasmtime only reads call arguments, so
+# the record is never given to a wasmtime free; what it owns (the sender string box,
+# the payload list) is freed field by field.
+_O_FUNCS = 0
+_O_FUEL = _O_FUNCS + len(EXPORTS) * ctypes.sizeof(_FuncT)
+_O_RESULT = _O_FUEL + 8
+_O_ENV = _O_RESULT + _VS
+_O_ENTRIES = _O_ENV + _VS
+_O_REF = _O_ENTRIES + 3 * _ENTRY_SIZE
+_BLOCK_SIZE = _O_REF + _VS
+_E_KIND, _E_SENDER, _E_PAYLOAD = (_O_ENTRIES + i * _ENTRY_SIZE for i in range(3))
+_O_PAYLOAD_LIST = _E_PAYLOAD + _ENTRY_VAL + _U
+_SZ, _PTR, _U8 = ctypes.c_size_t, ctypes.c_void_p, ctypes.c_uint8
+_Block = _flat_struct("_Block", _BLOCK_SIZE, [
+    ("funcs", _FuncT * len(EXPORTS), _O_FUNCS),
+    ("fuel_left", ctypes.c_uint64, _O_FUEL),
+    ("res_kind", _U8, _O_RESULT),
+    ("res_ok", ctypes.c_bool, _O_RESULT + _U),  # result.is_ok
+    ("res_val", _PTR, _O_RESULT + _U + _RESULT_T.val.offset),  # result.val
+    ("env_kind", _U8, _O_ENV),
+    ("env_size", _SZ, _O_ENV + _U),  # record.size
+    ("env_data", _PTR, _O_ENV + _U + 8),  # record.data
+    *[(f"name{i}_size", _SZ, e) for i, e in enumerate((_E_KIND, _E_SENDER, _E_PAYLOAD))],
+    *[(f"name{i}_data", _PTR, e + 8) for i, e in enumerate((_E_KIND, _E_SENDER, _E_PAYLOAD))],
+    ("kind_kind", _U8, _E_KIND + _ENTRY_VAL),
+    ("disc_size", _SZ, _E_KIND + _ENTRY_VAL + _U),  # variant.discriminant
+    ("disc_data", _PTR, _E_KIND + _ENTRY_VAL + _U + 8),
+    ("disc_val", _PTR, _E_KIND + _ENTRY_VAL + _U + _VARIANT_VAL),  # variant.val
+    ("sender_kind", _U8, _E_SENDER + _ENTRY_VAL),
+    ("sender_box", _PTR, _E_SENDER + _ENTRY_VAL + _U),  # option
+    ("payload_kind", _U8, _E_PAYLOAD + _ENTRY_VAL),
+    ("ref_kind", _U8, _O_REF),
+    ("ref_u64", ctypes.c_uint64, _O_REF + _U),
+])
 
 
 class _ComponentInfo:
@@ -246,8 +332,9 @@ class GuestInstance:
             tables=100,
             memories=100,
         )
-        self._context = store._context()
-        self._key = ctypes.cast(self._context, ctypes.c_void_p).value
+        # The context's address, taken without ctypes.cast: a cast hangs a dict off the
+        # pointer object that refers back to it, a cycle only the cyclic GC frees.
+        self._key: int = ctypes.addressof(store._context().contents)
         HOSTS[self._key] = host
         self.fuel_used = 0
         self.closed = False
@@ -280,52 +367,48 @@ class GuestInstance:
         except BaseException:
             self.close()
             raise
-        self._funcs = {}
-        for name, index in info.exports.items():
-            func = ffi.wasmtime_component_func_t()
-            found = ffi.wasmtime_component_instance_get_func(
-                byref(instance._instance), self._context, index.ptr(), byref(func))
+        self._block = block = _Block()
+        base = ctypes.addressof(block)
+        funcs = [base + _O_FUNCS + i * ctypes.sizeof(_FuncT) for i in range(len(EXPORTS))]
+        instance_addr = ctypes.addressof(instance._instance)
+        for func, (name, index) in zip(funcs, info.exports.items()):
+            found = _get_func(instance_addr, self._key, index.ptr(), func)
             assert found, name
-            self._funcs[name] = func
-        self._func_addrs = {name: ctypes.addressof(f) for name, f in self._funcs.items()}
-        self._fuel_left = ctypes.c_uint64()
-        self._fuel_left_addr = ctypes.addressof(self._fuel_left)
+        self._init_func, self._handle_func, self._snapshot_func, self._upgrade_func = funcs
+        self._fuel_left_addr = base + _O_FUEL
+        self._result_addr = base + _O_RESULT
+        self._env_addr = base + _O_ENV
+        self._payload_list_addr = base + _O_PAYLOAD_LIST
+        self._ref_addr = base + _O_REF
         self._prepare_envelope()
 
     # -- argument structures, built once -------------------------------------------------
 
     def _prepare_envelope(self) -> None:
-        self._env = env = Val()
-        env.kind = _abi.K_RECORD
-        ffi.wasmtime_component_valrecord_new_uninit(byref(env.of.record), 3)
-        self._entries = entries = env.of.record.data
-        for i, vec in enumerate(_FIELD_VECS):
-            entries[i].name = vec
-        self._kind_val = kind = entries[0].val
-        kind.kind = _abi.K_VARIANT
-        self._kind_names = _KIND_VECS
-        kind.of.variant.discriminant = self._kind_names[0]
-        kind.of.variant.val = None
-        self._ref_box = _abi.boxed_u64(0)
-        self._sender_val = entries[1].val
-        self._sender_val.kind = _abi.K_OPTION
-        self._sender_val.of.option = None
+        block = self._block
+        block.res_kind = _abi.K_BOOL  # inert: wasmtime drops what a result slot holds
+        block.env_kind = _abi.K_RECORD
+        block.env_size = 3
+        block.env_data = ctypes.addressof(block) + _O_ENTRIES
+        (block.name0_size, block.name0_data), (block.name1_size, block.name1_data), \
+            (block.name2_size, block.name2_data) = _FIELD_PAIRS
+        block.kind_kind = _abi.K_VARIANT
+        block.disc_size, block.disc_data = _KIND_PAIRS[0]
+        block.disc_val = None
+        block.ref_kind = _abi.K_U64
+        block.sender_kind = _abi.K_OPTION
+        block.sender_box = None
         self._sender: str | None = None
-        self._payload_val = entries[2].val
-        _abi.set_bytes(self._payload_val, b"")
-        self._env_addr = ctypes.addressof(env)
-        self._result = Val()
-        self._result_addr = ctypes.addressof(self._result)
+        block.payload_kind = _abi.K_LIST
+        _abi.set_list_at(self._payload_list_addr, b"")
 
     def _release_envelope(self) -> None:
-        kind = self._kind_val
-        # The names are shared by every instance: detach them before freeing.
-        kind.of.variant.discriminant = _EMPTY_VEC
-        kind.of.variant.val = None
-        for i in range(3):
-            self._entries[i].name = _EMPTY_VEC
-        ffi.wasmtime_component_val_free(self._ref_box)
-        _abi.free(self._env)
+        block = self._block
+        _abi.vallist_delete_at(self._payload_list_addr)
+        box = block.sender_box
+        if box:
+            _abi.val_free_at(box)
+            block.sender_box = None
 
     # -- calls ------------------------------------------------------------------------
 
@@ -363,9 +446,8 @@ class GuestInstance:
 
     def _account(self) -> None:
         if self.limits.fuel is not None:
-            left = self._fuel_left
             _get_fuel(self._key, self._fuel_left_addr)
-            self.fuel_used += self.limits.fuel - left.value
+            self.fuel_used += self.limits.fuel - self._block.fuel_left
 
     def _enter(self, thunk):  # type: ignore[no-untyped-def]
         try:
@@ -374,11 +456,11 @@ class GuestInstance:
             text = str(exc)
             raise GuestTrap(_classify(text), _trap_text(text)) from None
 
-    def _call(self, name: str, args: int | None, nargs: int) -> Val:
-        """Call an export; ``args`` is the address of ``nargs`` values (or None)."""
+    def _call(self, func: int, args: int | None, nargs: int) -> None:
+        """Call the export whose func is at ``func``; ``args`` is the address of ``nargs``
+        values (or None). The result is left in the block's result slot."""
         if self.closed:
             raise GuestTrap("trap", "instance is closed")
-        func = self._func_addrs[name]
         self._arm()
         err = _func_call(func, self._key, args, nargs, self._result_addr, 1)
         self._account()
@@ -392,63 +474,67 @@ class GuestInstance:
             self.closed = True
             text = _error_text(err)
             raise GuestTrap(_classify(text), _trap_text(text))
-        return self._result
 
-    def _unit_or_error(self, result: Val) -> None:
+    def _free_result(self) -> None:
+        """Free what the result slot owns and leave it an inert ``bool``."""
+        _val_delete(self._result_addr)
+        block = self._block
+        block.res_kind = _abi.K_BOOL
+        block.res_ok = False
+
+    def _unit_or_error(self) -> None:
+        block = self._block
         try:
-            if result.of.result.is_ok:
+            if block.res_ok:
                 return
-            message = _abi.get_string(result.of.result.val.contents)
+            message = _abi.get_string_at(block.res_val)
         finally:
-            _abi.free(result)
+            self._free_result()
         raise GuestError(message)
 
     def init(self, args: bytes) -> None:
         arg = Val()
         _abi.set_bytes(arg, args)
         try:
-            result = self._call("init", ctypes.addressof(arg), 1)
+            self._call(self._init_func, ctypes.addressof(arg), 1)
         finally:
             _abi.free(arg)
-        self._unit_or_error(result)
+        self._unit_or_error()
 
     def handle(self, kind: int, ref: int, sender: str | None, payload: bytes) -> bytes | None:
         """Call ``handle``; return the reply bytes for ``some``, None for ``none``."""
-        variant = self._kind_val.of.variant
-        variant.discriminant = self._kind_names[kind]
+        block = self._block
+        block.disc_size, block.disc_data = _KIND_PAIRS[kind]
         if _KIND_HAS_REF[kind]:
-            self._ref_box.contents.of.u64 = ref
-            variant.val = self._ref_box
+            block.ref_u64 = ref
+            block.disc_val = self._ref_addr
         else:
-            variant.val = None
+            block.disc_val = None
         if sender != self._sender:
-            option = self._sender_val
-            if option.of.option:
-                ffi.wasmtime_component_val_free(option.of.option)
-            option.of.option = None if sender is None else _abi.boxed_string(sender)
+            box = block.sender_box
+            if box:
+                _abi.val_free_at(box)
+            block.sender_box = None if sender is None else _abi.boxed_string_at(sender)
             self._sender = sender
-        _abi.free_list(self._payload_val)
-        _abi.set_bytes(self._payload_val, payload)
+        payload_list = self._payload_list_addr
+        _abi.vallist_delete_at(payload_list)
+        _abi.set_list_at(payload_list, payload)
+        self._call(self._handle_func, self._env_addr, 1)
         try:
-            result = self._call("handle", self._env_addr, 1)
+            if block.res_ok:
+                option = _read_ptr(block.res_val + _U)
+                return _abi.get_bytes_at(option) if option else None
+            message = _abi.get_string_at(block.res_val)
         finally:
-            variant.val = None
-        try:
-            outcome = result.of.result
-            if outcome.is_ok:
-                option = outcome.val.contents.of.option
-                return _abi.get_bytes(option.contents) if option else None
-            message = _abi.get_string(outcome.val.contents)
-        finally:
-            _abi.free(result)
+            self._free_result()
         raise GuestError(message)
 
     def snapshot(self) -> bytes:
-        result = self._call("snapshot", None, 0)
+        self._call(self._snapshot_func, None, 0)
         try:
-            return _abi.get_bytes(result)
+            return _abi.get_bytes_at(self._result_addr)
         finally:
-            _abi.free(result)
+            self._free_result()
 
     def upgrade(self, from_version: str, state: bytes, spent: list[Any] | None = None) -> None:
         """Call ``upgrade``. With ``spent``, its arguments are left there for
@@ -464,14 +550,14 @@ class GuestInstance:
         _byte_vec_new(base + _abi.UNION_OFFSET, len(text), text)
         _abi.set_bytes(args[1], state)
         try:
-            result = self._call("upgrade", base, 2)
+            self._call(self._upgrade_func, base, 2)
         finally:
             if spent is None or len(state) < SPENT_MIN:
                 _val_delete(base)
                 _val_delete(base + _abi.VAL_SIZE)
             else:
                 spent.append(args)
-        self._unit_or_error(result)
+        self._unit_or_error()
 
     def memory_bytes(self) -> int | None:
         """Current size in bytes of the guest's linear memories; None unless memory
@@ -489,9 +575,9 @@ class GuestInstance:
 
     def close(self) -> None:
         """Release the store; the instance cannot be called again."""
-        if getattr(self, "_env", None) is not None:
+        if getattr(self, "_block", None) is not None:
             self._release_envelope()
-            self._env = None  # type: ignore[assignment]
+            self._block = None  # type: ignore[assignment]
         self.closed = True
         HOSTS.pop(self._key, None)
         _WATCHED.pop(self._key, None)
