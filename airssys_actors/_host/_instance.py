@@ -50,6 +50,7 @@ _val_delete = _raw("wasmtime_component_val_delete", None, _VP)
 # Writes a func straight into the instance's block (wasmtime-py's binding wants a typed
 # pointer object, i.e. one more ctypes object per export).
 _get_func = _raw("wasmtime_component_instance_get_func", ctypes.c_bool, _VP, _VP, _VP, _VP)
+_store_delete = _raw("wasmtime_store_delete", None, _VP)
 _UpgradeArgs = Val * 2
 
 
@@ -244,7 +245,9 @@ _WATCHED: dict[int, GuestInstance] = {}
 @_DeadlineCallback
 def _on_epoch(context, env, delta, kind):  # type: ignore[no-untyped-def]
     # Runs on the thread executing wasm, once per tick while an interruptible call runs.
-    instance = _WATCHED.get(ctypes.cast(context, ctypes.c_void_p).value)  # type: ignore[arg-type]
+    # addressof(contents), not ctypes.cast: a cast leaves a pointer <-> dict reference
+    # cycle behind, i.e. garbage for the cyclic GC on every tick.
+    instance = _WATCHED.get(ctypes.addressof(context.contents))
     if instance is not None:
         if instance.kill_requested:
             return ctypes.cast(wasmtime.WasmtimeError(_KILLED_MARK)._consume(), ctypes.c_void_p).value
@@ -324,7 +327,11 @@ class GuestInstance:
                  wasi: WasiGrantLike | None = None) -> None:
         host_engine = engine_host()
         self.limits = limits
-        self._store = store = wasmtime.Store(host_engine.engine)
+        # The wasmtime-py Store is only needed to set the store up and instantiate; then
+        # the instance owns the store by its address (see close), which saves three
+        # GC-tracked objects per instance (the wrapper and its two pointer objects).
+        self._store: wasmtime.Store | int | None = wasmtime.Store(host_engine.engine)
+        store = self._store
         store.set_limits(
             memory_size=-1 if limits.memory is None else limits.memory,
             table_elements=-1 if limits.table_elements is None else limits.table_elements,
@@ -367,6 +374,8 @@ class GuestInstance:
         except BaseException:
             self.close()
             raise
+        self._store = ctypes.addressof(store._consume().contents)
+        del store
         self._block = block = _Block()
         base = ctypes.addressof(block)
         funcs = [base + _O_FUNCS + i * ctypes.sizeof(_FuncT) for i in range(len(EXPORTS))]
@@ -581,4 +590,13 @@ class GuestInstance:
         self.closed = True
         HOSTS.pop(self._key, None)
         _WATCHED.pop(self._key, None)
-        self._store = None  # type: ignore[assignment]
+        store, self._store = self._store, None
+        if isinstance(store, int):
+            _store_delete(store)
+        # A wasmtime.Store (instantiation failed) frees its store once dropped here.
+
+    def __del__(self) -> None:
+        # An instance dropped without close (a process that never got to terminate)
+        # must not leak its store, which wasmtime-py's wrapper would have freed.
+        if getattr(self, "_store", None) is not None:
+            self.close()
