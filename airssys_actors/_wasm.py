@@ -3,6 +3,7 @@ instance per process, with the host functions it may call."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -173,6 +174,14 @@ class WasmBehaviour:
         }
 
 
+@functools.lru_cache(maxsize=256)
+def _matcher(patterns: tuple[str, ...]) -> Matcher:
+    """One shared (immutable) Matcher per set of patterns: a Matcher and its frozenset
+    per guest are two more objects for the cyclic GC to track, times every process and
+    every restart. Bounded, for nodes that make capabilities per process."""
+    return Matcher(patterns)
+
+
 class GuestHost:
     """The host functions one guest calls, bound to its process (see ``wit/actor.wit``).
 
@@ -187,7 +196,7 @@ class GuestHost:
         self.caps = behaviour.capabilities
         self.max_message = behaviour.limits.max_message
         self._self_text = str(proc.pid)
-        self._may_message = Matcher(self.caps.send)
+        self._may_message = _matcher(self.caps.send)
 
     def _deny(self, what: str, target: str) -> HostRefused:
         proc = self.proc
