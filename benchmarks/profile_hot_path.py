@@ -96,17 +96,17 @@ def breakdown(n: int) -> list[tuple[str, str, float | None]]:
         lambda: per_op(lambda: inst.handle(0, 0, "<local.2>", PAYLOAD), n))
 
     def bare_call() -> float:
-        func = inst._funcs["handle"]
-        ctx = inst._context
-        env = inst._env
-        result = inst._result
-        call, post, free = _abi.ffi.wasmtime_component_func_call, _abi.ffi.wasmtime_component_func_post_return, _abi.free
+        from airssys_actors._host import _instance as host_instance
+
+        func, ctx, env = inst._handle_func, inst._key, inst._env_addr
+        result = inst._result_addr
+        call, post, free = host_instance._func_call, host_instance._post_return, inst._free_result
         inst.handle(0, 0, None, PAYLOAD)  # leave a 32-byte payload and a cast kind in env
 
         def once() -> None:
-            call(byref(func), ctx, byref(env), 1, byref(result), 1)
-            post(byref(func), ctx)
-            free(result)
+            call(func, ctx, env, 1, result, 1)
+            post(func, ctx)
+            free()
 
         return per_op(once, n)
 
@@ -115,11 +115,11 @@ def breakdown(n: int) -> list[tuple[str, str, float | None]]:
     add("guest call", "  _account: read fuel left (c_uint64 + ctypes call)", lambda: per_op(inst._account, n))
 
     def set_payload() -> float:
-        val = inst._payload_val
+        where = inst._payload_list_addr
 
         def once() -> None:
-            _abi.free_list(val)
-            _abi.set_bytes(val, PAYLOAD)
+            _abi.vallist_delete_at(where)
+            _abi.set_list_at(where, PAYLOAD)
 
         return per_op(once, n)
 
@@ -134,7 +134,8 @@ def breakdown(n: int) -> list[tuple[str, str, float | None]]:
             _abi.free(tmp)
 
     add("guest call", "  get_bytes(32 B): reply list<u8> back to bytes", read_reply)
-    add("guest call", "  one ctypes.byref()", lambda: per_op(lambda: byref(inst._result), n))
+    scratch = _abi.Val()
+    add("guest call", "  one ctypes.byref()", lambda: per_op(lambda: byref(scratch), n))
 
     def binding_cost(own: bool) -> float:
         # One ctypes call (set fuel) through wasmtime-py's binding (a Python wrapper and a
@@ -142,15 +143,15 @@ def breakdown(n: int) -> list[tuple[str, str, float | None]]:
         # a void* result and the context passed as an address.
         from wasmtime import _bindings
 
-        ctx = inst._context
+        address = inst._key  # the store context's address
         if not own:
             fn = _bindings.wasmtime_context_set_fuel
+            ctx = ctypes.cast(address, ctypes.POINTER(_bindings.wasmtime_context_t))
             return per_op(lambda: fn(ctx, 1_000_000_000), n)
         lib = ctypes.CDLL(_bindings.dll._name)
         raw = lib.wasmtime_context_set_fuel
         raw.restype = ctypes.c_void_p
         raw.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
-        address = ctypes.cast(ctx, ctypes.c_void_p).value
         return per_op(lambda: raw(address, 1_000_000_000), n)
 
     add("guest call", "  one ctypes call via wasmtime-py's binding (set_fuel)", lambda: binding_cost(False))
