@@ -157,9 +157,13 @@ class PythonBehaviour:
             raise ProcessExit(_failure(exc)) from exc
 
     def terminate(self, proc: Process, reason: ExitReason) -> None:
-        if self.actor is not None and self.ctx is not None:
+        actor, ctx = self.actor, self.ctx
+        # Let go of both: the context holds the process, which holds this behaviour, a
+        # cycle the garbage collector would otherwise have to find at every exit.
+        self.actor = self.ctx = None
+        if actor is not None and ctx is not None:
             try:
-                self.actor.terminate(self.ctx, reason)
+                actor.terminate(ctx, reason)
             except Exception:  # a failing terminate must not hide the exit
                 pass
 

@@ -543,8 +543,16 @@ class Node:
             self._calls.pop(ref, None)
             if timer:
                 self.timers.cancel(timer)
-        if waiter.error is not None:
-            raise waiter.error
+        error = waiter.error
+        if error is not None:
+            # Raised without leaving a reference to it in this frame: the traceback holds
+            # the frame, and frame -> error -> traceback would be a cycle for the garbage
+            # collector to find, on every call that fails (every crash of a called process).
+            waiter.error = None
+            try:
+                raise error
+            finally:
+                del error
         if waiter.payload is None:
             raise CallTimeout(f"no reply from {to} within {timeout} s")
         return waiter.payload

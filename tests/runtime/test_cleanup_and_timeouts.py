@@ -94,3 +94,35 @@ async def test_kill_reaches_a_suspended_inline_guest(node):
     with trio.fail_after(1):
         assert (await node.wait(pid)).kind == "killed"
     assert [d.value for d in node.dead_letters()] == ["queued"]
+
+
+@pytest.mark.parametrize("kind", ["python", "wat"])
+async def test_a_crash_and_respawn_leave_no_reference_cycles(node, kind):
+    """Everything a crashed process and its failed call leave behind is freed by reference
+    counting, so crashes and restarts do not feed the cyclic garbage collector."""
+    import gc
+
+    from airssys_actors import CallFailed, Component
+
+    component = Worker if kind == "python" else Component.load(component_path("crasher.wat"))
+
+    async def crash_and_respawn() -> None:
+        await node.spawn(component, name="victim", mailbox="keep")
+        with pytest.raises(CallFailed):
+            await node.call("victim", "crash")
+        await trio.testing.wait_all_tasks_blocked()
+
+    await crash_and_respawn()  # warm up: first-time imports, caches
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(20):
+            await crash_and_respawn()
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == [], left
