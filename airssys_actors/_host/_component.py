@@ -126,6 +126,9 @@ def imports_wasi(compiled: cm.Component) -> bool:
 
 
 _MEMO: dict[str, cm.Component] = {}
+"""Compiled components by cache key (binary and engine configuration)."""
+_MEMO_BY_SOURCE: dict[str, cm.Component] = {}
+"""The same, by the sha256 of the source as given (WAT or binary)."""
 
 
 def compile_component(source: bytes) -> tuple[cm.Component, str]:
@@ -134,12 +137,17 @@ def compile_component(source: bytes) -> tuple[cm.Component, str]:
     Returns the compiled component and the sha256 of the source bytes.
     """
     digest = hashlib.sha256(source).hexdigest()
+    # The same source again (a component spawned by path, every time): no WAT conversion.
+    compiled = _MEMO_BY_SOURCE.get(digest)
+    if compiled is not None:
+        return compiled, digest
     binary = _to_binary(source)
     if _is_core_module(binary):
         raise InvalidComponent("this is a core wasm module, not a component")
     key = cache_key(binary)
     compiled = _MEMO.get(key)
     if compiled is not None:
+        _MEMO_BY_SOURCE[digest] = compiled
         return compiled, digest
     engine = engine_host().engine
     path = cache_dir() / f"{key}.cwasm"
@@ -157,7 +165,7 @@ def compile_component(source: bytes) -> tuple[cm.Component, str]:
         _store_artifact(path, compiled)
     else:
         check_world(compiled, engine)
-    _MEMO[key] = compiled
+    _MEMO[key] = _MEMO_BY_SOURCE[digest] = compiled
     return compiled, digest
 
 

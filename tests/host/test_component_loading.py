@@ -22,16 +22,22 @@ def test_same_source_is_compiled_once():
     assert a._compiled is b._compiled
 
 
+def forget_compiled(host_component, monkeypatch):
+    """As in a new run of the node: nothing compiled in memory yet."""
+    monkeypatch.setattr(host_component, "_MEMO", {})
+    monkeypatch.setattr(host_component, "_MEMO_BY_SOURCE", {})
+
+
 def test_compiled_artifact_is_cached_on_disk(tmp_path, monkeypatch):
     import airssys_actors._host._component as host_component
 
     monkeypatch.setenv("AIRSSYS_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(host_component, "_MEMO", {})
+    forget_compiled(host_component, monkeypatch)
     Component.load(COMPONENTS / "echo.wat")
     artifacts = list(tmp_path.glob("*.cwasm"))
     assert len(artifacts) == 1
     # A second load (fresh memo, as in a new run of the node) deserializes instead of compiling.
-    monkeypatch.setattr(host_component, "_MEMO", {})
+    forget_compiled(host_component, monkeypatch)
     compiled = []
     real = host_component.cm.Component
 
@@ -49,11 +55,11 @@ def test_a_damaged_cache_entry_is_recompiled(tmp_path, monkeypatch):
     import airssys_actors._host._component as host_component
 
     monkeypatch.setenv("AIRSSYS_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(host_component, "_MEMO", {})
+    forget_compiled(host_component, monkeypatch)
     Component.load(COMPONENTS / "echo.wat")
     (artifact,) = tmp_path.glob("*.cwasm")
     artifact.write_bytes(b"not a compiled component")
-    monkeypatch.setattr(host_component, "_MEMO", {})
+    forget_compiled(host_component, monkeypatch)
     assert Component.load(COMPONENTS / "echo.wat").name == "echo"
 
 
@@ -122,3 +128,15 @@ def test_reference_world_matches_wit(tmp_path):
     assert ours == theirs
 
 
+
+
+def test_loading_the_same_source_again_does_not_convert_it_again(monkeypatch):
+    import airssys_actors._host._component as host_component
+
+    first = Component.load(COMPONENTS / "adder.wat")
+    converted = []
+    real = host_component._to_binary
+    monkeypatch.setattr(host_component, "_to_binary", lambda data: converted.append(1) or real(data))
+    again = Component.load(COMPONENTS / "adder.wat", version="v2")
+    assert again._compiled is first._compiled and again.version == "v2"
+    assert converted == []
