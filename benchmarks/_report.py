@@ -125,6 +125,21 @@ def pin_to_one_core(which: str = "auto") -> dict[str, Any]:
     return info
 
 
+def proc_status(keys: Iterable[str] = ("VmRSS", "VmSize", "VmHWM", "RssAnon", "RssFile")) -> dict[str, int]:
+    """The given memory lines of /proc/self/status, in bytes (Linux; empty elsewhere)."""
+    wanted = set(keys)
+    out = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in wanted:
+                    out[key] = int(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
 def load_average() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import gc
-import importlib.metadata
 import json
-import math
 import os
 import platform
 import shlex
@@ -152,26 +150,6 @@ def repeat(fn: Callable[[], float], repeats: int, figure: str | None = None) -> 
     return runs
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    n = len(sorted_values)
-    return sorted_values[min(n - 1, max(0, math.ceil(q * n) - 1))]
-
-
-def read_status() -> dict[str, int]:
-    """VmRSS / VmSize / VmHWM / RssAnon of this process in bytes (Linux)."""
-    out = {}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                if key in ("VmRSS", "VmSize", "VmHWM", "RssAnon", "RssFile"):
-                    out[key] = int(rest.split()[0]) * 1024
-    except OSError:
-        pass
-    return out
-
-
 def machine_info() -> dict[str, Any]:
     """The shared machine description, plus the Python build and the commit measured."""
     return {**_report.machine_info(), "python_build": platform.python_build(), "git": git_state()}
@@ -298,9 +276,9 @@ def run_trio_floors(size: dict[str, int]) -> dict[str, Any]:
             gc.collect()
             samples_runs.append(sorted(trio.run(trio_roundtrip, size["roundtrip"])))
     for samples in samples_runs:
-        p50s.append(percentile(samples, 0.50))
-        p99s.append(percentile(samples, 0.99))
-        p999s.append(percentile(samples, 0.999))
+        p50s.append(_report.percentile(samples, 0.50))
+        p99s.append(_report.percentile(samples, 0.99))
+        p999s.append(_report.percentile(samples, 0.999))
         means.append(statistics.fmean(samples))
     out["trio_roundtrip_us"] = summarize(p50s, "us", what="ping-pong over two unbuffered channels, p50",
                                          p99=statistics.median(p99s), p999=statistics.median(p999s),
@@ -690,9 +668,9 @@ def _run_latency(out: dict[str, Any], echo: Any, size: dict[str, int], reps: int
         p50, p99, p999, mean = [], [], [], []
         for samples in runs:
             samples.sort()
-            p50.append(percentile(samples, 0.50))
-            p99.append(percentile(samples, 0.99))
-            p999.append(percentile(samples, 0.999))
+            p50.append(_report.percentile(samples, 0.50))
+            p99.append(_report.percentile(samples, 0.99))
+            p999.append(_report.percentile(samples, 0.999))
             mean.append(statistics.fmean(samples))
         what = ("await node.call(pid, 30-byte bytes) -> echo, msgpack both ways" if not raw
                 else "await node.call_bytes(pid, 32 bytes) -> echo, no msgpack (informational)")
@@ -739,7 +717,7 @@ async def _many(n: int, capacity: int) -> dict[str, Any]:
         first = await node.spawn(echo)
         await node.call(first, 0)
         gc.collect()
-        before = read_status()
+        before = _report.proc_status()
         start = clock()
         pids = []
         for _ in range(n):
@@ -748,7 +726,7 @@ async def _many(n: int, capacity: int) -> dict[str, Any]:
         result["gc_during_spawn"] = pauses.take()
         gc.collect()
         pauses.take()
-        after = read_status()
+        after = _report.proc_status()
         start = clock()
         answered = 0
         samples = []
@@ -760,8 +738,8 @@ async def _many(n: int, capacity: int) -> dict[str, Any]:
         result["call_all_seconds"] = clock() - start
         result["gc_during_calls"] = pauses.take()
         samples.sort()
-        result["call_us"] = {"p50": percentile(samples, 0.5), "p99": percentile(samples, 0.99),
-                             "p999": percentile(samples, 0.999), "max": samples[-1]}
+        result["call_us"] = {"p50": _report.percentile(samples, 0.5), "p99": _report.percentile(samples, 0.99),
+                             "p999": _report.percentile(samples, 0.999), "max": samples[-1]}
         result["spawn_us_per_process"] = result["spawn_seconds"] / n * 1e6
         result["gc_tracked_objects"] = len(gc.get_objects())
         try:
@@ -776,7 +754,7 @@ async def _many(n: int, capacity: int) -> dict[str, Any]:
         result["status_before"] = before
         result["status_after"] = after
         gc.collect()
-        result["status_after_calls"] = read_status()
+        result["status_after_calls"] = _report.proc_status()
         start = clock()
     result["shutdown_seconds"] = clock() - start
     gc.callbacks.remove(pauses)

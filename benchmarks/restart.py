@@ -25,8 +25,8 @@ measured in the same run, half before the restart rows and half after. Targets, 
 and never asserted: restart p50 within 3x one spawn, restart p99 under 10x one spawn.
 (Erlang/OTP's own ratio is worse: 10.3 µs restart for a 0.62 µs spawn; see
 /work/shared/reference/performance-anchors.md.) The process is pinned to one CPU
-when the OS allows it: ``--cpu auto`` (default) picks the idlest CPU at start (CPU 0 on
-an idle machine), so that two benchmarks pinned to CPU 0 on a shared VM do not share it;
+when the OS allows it: ``--cpu auto`` (default) keeps CPU 0 unless another CPU is clearly
+idler at start, so that two benchmarks pinned to CPU 0 on a shared VM do not share it;
 the load average before and after is in the report, as other work shows up in the p99s.
 
 ``--profile FILE`` also runs the one_for_one rows under cProfile, prints the top
@@ -38,19 +38,16 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import gc
-import importlib.metadata
 import json
-import math
-import os
-import platform
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import trio
+
+from . import _report as R
 
 ROOT = Path(__file__).resolve().parent.parent
 CRASHER = ROOT / "examples" / "components" / "crasher.wat"
@@ -88,97 +85,6 @@ class Crasher(Actor):
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-def idlest_cpu(allowed: list[int], seconds: float = 0.2) -> int:
-    """The allowed CPU with the most idle time over ``seconds`` (from /proc/stat); CPU 0
-    when that cannot be read or nothing is busier than it."""
-
-    def idle() -> dict[int, tuple[int, int]]:
-        out = {}
-        with open("/proc/stat") as f:
-            for line in f:
-                name, *fields = line.split()
-                if name.startswith("cpu") and name != "cpu":
-                    values = [int(v) for v in fields]
-                    out[int(name[3:])] = (values[3] + values[4], sum(values))
-        return out
-
-    try:
-        before = idle()
-        time.sleep(seconds)
-        after = idle()
-    except (OSError, ValueError):
-        return 0 if 0 in allowed else allowed[0]
-
-    def idle_share(cpu: int) -> float:
-        di = after[cpu][0] - before[cpu][0]
-        dt = after[cpu][1] - before[cpu][1]
-        return di / dt if dt else 1.0
-
-    ranked = sorted((c for c in allowed if c in before and c in after), key=lambda c: (-round(idle_share(c), 1), c))
-    return ranked[0] if ranked else allowed[0]
-
-
-def pin_to_one_core(which: str = "0") -> dict[str, Any]:
-    """Pin this process to one CPU: ``which`` is a CPU number or ``auto`` (the idlest one
-    now, so that two benchmarks pinned to CPU 0 on a shared machine do not share it)."""
-    info: dict[str, Any] = {"requested": which, "pinned": False, "cpu": None, "error": None}
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-        if which == "auto":
-            cpu = idlest_cpu(allowed)
-        else:
-            cpu = int(which)
-        os.sched_setaffinity(0, {cpu})
-        info.update(pinned=os.sched_getaffinity(0) == {cpu}, cpu=cpu, affinity_before=allowed)
-    except (AttributeError, OSError) as exc:  # not Linux, or not allowed
-        info["error"] = repr(exc)
-    return info
-
-
-def load_average() -> list[float] | None:
-    """The 1/5/15-minute load averages: other work on a shared machine shows up here."""
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return None
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    n = len(sorted_values)
-    return sorted_values[min(n - 1, max(0, math.ceil(q * n) - 1))]
-
-
-def stats_us(samples: list[float]) -> dict[str, float]:
-    """p50/p90/p99/mean/min/max in µs of samples in seconds."""
-    s = sorted(samples)
-    return {
-        "p50": percentile(s, 0.50) * 1e6, "p90": percentile(s, 0.90) * 1e6,
-        "p99": percentile(s, 0.99) * 1e6, "mean": statistics.fmean(s) * 1e6,
-        "min": s[0] * 1e6, "max": s[-1] * 1e6, "n": len(s),
-    }
-
-
-def machine_info() -> dict[str, Any]:
-    def version(dist: str) -> str | None:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    cpu_model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-    except OSError:
-        pass
-    return {
-        "cpu_count": os.cpu_count(), "cpu_model": cpu_model, "platform": platform.platform(),
-        "python": sys.version.split()[0], "wasmtime": version("wasmtime"), "trio": version("trio"),
-        "airssys_actors": version("airssys-actors"),
-    }
 
 
 def component_for(kind: str) -> Any:
@@ -271,8 +177,8 @@ async def measure_restarts(kind: str, strategy: str, component: Any, crashes: in
         "kind": kind, "strategy": strategy, "children": len(CHILDREN), "crashed": CRASHED,
         "restarted": list(RESTARTED[strategy]), "crashes": crashes, "warmup": warmup,
         "retries": retries, "dead_letters": dead, "restarts": restarts,
-        "restart_us": stats_us(total), "after_failure_us": stats_us(after_failure),
-        "group_us": stats_us(group),
+        "restart_us": R.latency_stats(total), "after_failure_us": R.latency_stats(after_failure),
+        "group_us": R.latency_stats(group),
     }
 
 
@@ -296,7 +202,7 @@ async def run_all(size: dict[str, int]) -> dict[str, Any]:
             rows.append(await measure_restarts(kind, strategy, components[kind], size["crashes"], size["warmup"]))
     await spawn_floor()
 
-    spawn = {kind: {"spawn_us": stats_us(s["spawn"]), "spawn_call_us": stats_us(s["spawn_call"])}
+    spawn = {kind: {"spawn_us": R.latency_stats(s["spawn"]), "spawn_call_us": R.latency_stats(s["spawn_call"])}
              for kind, s in spawn_samples.items()}
     for row in rows:
         floor = spawn[row["kind"]]["spawn_us"]["p50"]
@@ -384,12 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument("--profile", metavar="FILE", help="also cProfile the one_for_one rows (pstats to FILE.<kind>)")
     parser.add_argument("--cpu", default="auto",
-                        help="CPU to pin to: a number, 'auto' (the idlest CPU now; default) or 'none'")
+                        help="CPU to pin to: a number, 'auto' (CPU 0 unless another is clearly idler now; default) or 'none'")
     args = parser.parse_args(argv)
 
     size = SIZES[args.size]
-    pin = {"requested": "none", "pinned": False} if args.cpu == "none" else pin_to_one_core(args.cpu)
-    load_before = load_average()
+    pin = {"requested": "none", "pinned": False} if args.cpu == "none" else R.pin_to_one_core(args.cpu)
+    load_before = R.load_average()
     started = clock()
     result = trio.run(run_all, size)
     report: dict[str, Any] = {
@@ -397,9 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         "size": args.size,
         "command": "python -m benchmarks.restart " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "machine": R.machine_info(),
         "pin": pin,
-        "load_average": {"before": load_before, "after": load_average()},
+        "load_average": {"before": load_before, "after": R.load_average()},
         "targets": {"p50_vs_spawn_p50": f"<= {TARGET_P50}x", "p99_vs_spawn_p50": f"< {TARGET_P99}x"},
         **result,
         "seconds": clock() - started,

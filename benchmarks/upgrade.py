@@ -74,7 +74,7 @@ from typing import Any
 import msgpack
 import trio
 
-from benchmarks.restart import load_average, machine_info, percentile, pin_to_one_core
+from . import _report as R
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOB = ROOT / "examples" / "components" / "blob.wat"
@@ -118,30 +118,6 @@ def fmt_size(n: int) -> str:
     if n >= KiB and n % KiB == 0:
         return f"{n // KiB} KiB"
     return f"{n} B"
-
-
-def stats_ms(samples: list[float]) -> dict[str, float]:
-    """p50/p90/p99/max/mean/min in ms of samples in seconds."""
-    s = sorted(samples)
-    return {
-        "p50": percentile(s, 0.50) * 1e3, "p90": percentile(s, 0.90) * 1e3,
-        "p99": percentile(s, 0.99) * 1e3, "max": s[-1] * 1e3, "min": s[0] * 1e3,
-        "mean": statistics.fmean(s) * 1e3, "n": len(s),
-    }
-
-
-def read_memory() -> dict[str, int]:
-    """VmRSS and VmHWM (peak) of this process in bytes (Linux; empty elsewhere)."""
-    out = {}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    out[key] = int(rest.split()[0]) * 1024
-    except OSError:
-        pass
-    return out
 
 
 def reset_peak() -> bool:
@@ -273,13 +249,13 @@ async def measure_changes(component: Any, count: int, size: int, repeats: int, v
         # The strategies take turns, so that other load on a shared machine hits both alike.
         for _ in range(repeats):
             for strategy in strategies:
-                before = read_memory()
+                before = R.proc_status(("VmRSS", "VmHWM"))
                 peak_reset = reset_peak()
                 wall0, cpu0 = clock(), time.process_time()
                 report = await root.upgrade("blob", component, version=versions.next(), strategy=strategy)
                 cpu[strategy][0] += time.process_time() - cpu0
                 cpu[strategy][1] += clock() - wall0
-                after = read_memory()
+                after = R.proc_status(("VmRSS", "VmHWM"))
                 if len(report.processes) != count:
                     raise AssertionError(f"{strategy}: {len(report.processes)} of {count} processes changed")
                 pauses[strategy].extend(p.pause for p in report.processes)
@@ -293,7 +269,7 @@ async def measure_changes(component: Any, count: int, size: int, repeats: int, v
             raise AssertionError(f"state sizes {state_bytes}, expected {size}")
         rows = [{
             "strategy": strategy, "processes": count, "state_bytes": size, "repeats": repeats,
-            "pause_ms": stats_ms(pauses[strategy]), "change_ms": {
+            "pause_ms": R.latency_stats(pauses[strategy], scale=1e3), "change_ms": {
                 "median": statistics.median(changes[strategy]) * 1e3, "runs": [c * 1e3 for c in changes[strategy]]},
             "cpu_share": cpu[strategy][0] / cpu[strategy][1],
             "memory": {
@@ -633,13 +609,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument("--profile", metavar="FILE", help="also cProfile two rolling changes (pstats to FILE.*)")
     parser.add_argument("--cpu", default="auto",
-                        help="CPU to pin to: a number, 'auto' (the idlest CPU now; default) or 'none'")
+                        help="CPU to pin to: a number, 'auto' (CPU 0 unless another is clearly idler now; default) or 'none'")
     parser.add_argument("--huge", action="store_true", help="also run 1,000 processes x 1 MiB (6-9 minutes)")
     args = parser.parse_args(argv)
 
     size = SIZES[args.size]
-    pin = {"requested": "none", "pinned": False, "cpu": None} if args.cpu == "none" else pin_to_one_core(args.cpu)
-    load_before = load_average()
+    pin = {"requested": "none", "pinned": False, "cpu": None} if args.cpu == "none" else R.pin_to_one_core(args.cpu)
+    load_before = R.load_average()
     started = clock()
     result = trio.run(run_all, size, args.huge)
     report: dict[str, Any] = {
@@ -647,9 +623,9 @@ def main(argv: list[str] | None = None) -> int:
         "size": args.size,
         "command": "python -m benchmarks.upgrade " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "machine": R.machine_info(),
         "pin": pin,
-        "load_average": {"before": load_before, "after": load_average()},
+        "load_average": {"before": load_before, "after": R.load_average()},
         "targets": {
             "pause": f"pause p50 < {TARGET_PAUSE:g}x floor (rolling, and any single process); "
                      f"atomic with P > 1: max pause < {TARGET_PAUSE:g}x P floors",

@@ -16,6 +16,16 @@ PINGER = str(COMPONENTS / "pinger.wat")
 SLOW_UPGRADE = str(COMPONENTS / "slow_upgrade.wat")
 FSPROBE = ROOT / "build" / "guests" / "fsprobe.wasm"
 
+
+def rss() -> int:
+    """This process's resident memory in bytes (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def deep_bytes(n: int) -> bytes:
     """msgpack for nil nested in ``n`` one-element arrays (what crasher's "deep" replies)."""
     return b"\x91" * n + b"\xc0"

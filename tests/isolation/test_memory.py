@@ -8,15 +8,7 @@ import pytest
 
 from airssys_actors import CallFailed, Capabilities, Limits, MessageTooLarge
 
-from .guests import CRASHER, ECHO, PINGER, assert_serving, dead_letter_reasons
-
-
-def _rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+from .guests import CRASHER, ECHO, PINGER, assert_serving, dead_letter_reasons, rss
 
 
 @pytest.mark.parametrize("threaded", [False, True])
@@ -25,17 +17,17 @@ async def test_unbounded_allocation_stops_at_the_limit_with_a_trap(node, threade
     executes `unreachable`, so the reason is a trap, and the host never committed more."""
     crasher = await node.spawn(CRASHER, limits=Limits(memory=8 << 20), threaded=threaded)
     echo = await node.spawn(ECHO)
-    before = _rss()
+    before = rss()
     with pytest.raises(CallFailed) as info:
         await node.call(crasher, "alloc")
     assert info.value.reason.kind == "trap"
     assert "unreachable" in info.value.reason.detail
-    assert _rss() - before < 64 << 20
+    assert rss() - before < 64 << 20
     assert await node.call(echo, "after") == "after"
 
 
 async def test_many_allocators_at_once_stay_within_their_limits(node):
-    before = _rss()
+    before = rss()
     limits = Limits(memory=16 << 20)
     hogs = [await node.spawn(CRASHER, limits=limits) for _ in range(20)]
     for pid in hogs:
@@ -43,7 +35,7 @@ async def test_many_allocators_at_once_stay_within_their_limits(node):
     reasons = [await node.wait(pid) for pid in hogs]
     assert {r.kind for r in reasons} == {"trap"}
     # 20 x 16 MiB could be 320 MiB; memory.grow does not touch pages, and the guests die.
-    assert _rss() - before < 160 << 20
+    assert rss() - before < 160 << 20
     await assert_serving(node)
 
 

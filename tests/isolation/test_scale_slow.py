@@ -13,27 +13,19 @@ import time
 
 from airssys_actors import Component
 
-from .guests import CRASHER, ECHO, assert_serving
+from .guests import CRASHER, ECHO, assert_serving, rss
 
 N = 10_000
-
-
-def _rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 async def test_slow_10k_idle_wasm_processes(node, record_property):
     echo = Component.load(ECHO)
     await node.call(await node.spawn(echo), "warm up")
-    before = _rss()
+    before = rss()
     started = time.perf_counter()
     pids = [await node.spawn(echo) for _ in range(N)]
     took = time.perf_counter() - started
-    per_process = (_rss() - before) / N
+    per_process = (rss() - before) / N
     record_property("rss_per_process_bytes", int(per_process))
     record_property("spawn_seconds", round(took, 2))
     print(f"\n{N} idle echo processes: {per_process / 1024:.1f} KiB RSS each, spawned in {took:.1f} s")

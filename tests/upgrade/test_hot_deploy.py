@@ -270,8 +270,6 @@ async def test_a_process_killed_during_the_upgrade_is_restarted_like_any_crash(n
     assert (await root.which_children())[1].restarts == 1
 
 
-
-
 async def test_target_by_nested_child_id_or_registered_name(node):
     tree = Supervisor("root", children=[
         Supervisor("inner", children=[Child("deep", Component.load(V1, version="v1"), name="deep/1")]),
