@@ -67,29 +67,14 @@ def _pack(obj: Any, out: bytearray, depth: int) -> None:
             data = obj.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise MsgpackError(f"str is not encodable as UTF-8: {exc}") from None
-        n = len(data)
-        if n < 32:
-            out.append(0xA0 | n)
-        elif n < 0x100:
-            out += _pack_be(">BB", 0xD9, n)
-        elif n < 0x10000:
-            out += _pack_be(">BH", 0xDA, n)
-        elif n < 0x100000000:
-            out += _pack_be(">BI", 0xDB, n)
+        if len(data) < 32:
+            out.append(0xA0 | len(data))
         else:
-            raise MsgpackError("str too long")
+            _pack_sized(len(data), out, 0xD9, 0xDA, 0xDB, "str")
         out += data
     elif isinstance(obj, (bytes, bytearray, memoryview)):
         data = bytes(obj)
-        n = len(data)
-        if n < 0x100:
-            out += _pack_be(">BB", 0xC4, n)
-        elif n < 0x10000:
-            out += _pack_be(">BH", 0xC5, n)
-        elif n < 0x100000000:
-            out += _pack_be(">BI", 0xC6, n)
-        else:
-            raise MsgpackError("bin too long")
+        _pack_sized(len(data), out, 0xC4, 0xC5, 0xC6, "bin")
         out += data
     elif isinstance(obj, (list, tuple)):
         if depth >= MAX_DEPTH:
@@ -111,6 +96,18 @@ def _pack(obj: Any, out: bytearray, depth: int) -> None:
 def _pack_len(n: int, out: bytearray, fix: int, b16: int, b32: int, what: str) -> None:
     if n < 16:
         out.append(fix | n)
+    elif n < 0x10000:
+        out += _pack_be(">BH", b16, n)
+    elif n < 0x100000000:
+        out += _pack_be(">BI", b32, n)
+    else:
+        raise MsgpackError(f"{what} too long")
+
+
+def _pack_sized(n: int, out: bytearray, b8: int, b16: int, b32: int, what: str) -> None:
+    """The header of a str or bin of ``n`` bytes, in its 8-, 16- or 32-bit form."""
+    if n < 0x100:
+        out += _pack_be(">BB", b8, n)
     elif n < 0x10000:
         out += _pack_be(">BH", b16, n)
     elif n < 0x100000000:
