@@ -4,7 +4,8 @@ Closing a wasmtime store takes about 20 µs. A process that dies must first tell
 links and monitors (so that its supervisor can restart it), and nothing is gained by
 making that restart wait for the dead instance's cleanup. So the dead instance is
 handed here and released when the node next has nothing else to run, or at once when
-``backlog`` releases are already waiting (a node that is never idle still frees them).
+``backlog`` releases are already waiting (a node that is never idle still frees them,
+as they die).
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ class Reaper:
         if self._closed:
             release()
             return
+        if len(self._pending) >= self._backlog:
+            # A node that is never idle: release this one now. The one that just died
+            # is the cheapest to release (its memory is still in the CPU's caches);
+            # those already waiting keep waiting for an idle moment.
+            release()
+            return
         self._pending.append(release)
-        if len(self._pending) > self._backlog:
-            self._pending.popleft()()
         if self._work is not None:
             self._work.set()
 
