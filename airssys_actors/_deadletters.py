@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from ._codec import UndecodableMessage, decode
-from ._message import Envelope, Kind
+from ._message import KIND_OF, Envelope, Kind
 from ._pid import Pid
 
 
@@ -45,7 +45,7 @@ class DeadLetters:
         self.total = 0
 
     def record(self, to: object, env: Envelope, reason: str) -> DeadLetter:
-        letter = DeadLetter(str(to), env.sender, Kind(env.kind), env.ref, env.payload, reason, time.time())
+        letter = DeadLetter(str(to), env.sender, KIND_OF[env.kind], env.ref, env.payload, reason, time.time())
         self._items.append(letter)
         self.total += 1
         return letter

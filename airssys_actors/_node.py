@@ -41,7 +41,7 @@ from .faults import Faults
 from ._host._engine import engine_host
 from ._host._instance import Limits
 from ._mailbox import Mailbox
-from ._message import Envelope, Kind
+from ._message import KIND_NAME, Envelope, Kind
 from ._pid import Pid
 from ._process import Process, current_process
 from ._reasons import KILLED, NOPROC, SHUTDOWN, ExitReason, parse
@@ -336,16 +336,17 @@ class Node:
         if len(self._exits) > 10_000:
             self._exits.popitem(last=False)
         where = proc.name or str(pid)
+        text = str(reason)
         # The message it was handling when it died: a dead letter, and its caller is told.
         env = proc.current
         if env is not None:
             if env.kind == Kind.CALL:
                 self._fail_call(env.ref, reason, where)
-            self._dead_letter(where, env, str(reason))
+            self._dead_letter(where, env, text)
         for ref in proc.deferred:
             self._fail_call(ref, reason, where)
         for env in proc.mailbox.take_system():
-            self._dead_letter(where, env, str(reason))
+            self._dead_letter(where, env, text)
         if proc.name is not None:
             if proc.keep_mailbox and not self.closing:
                 self._parked[proc.name] = proc.mailbox
@@ -375,7 +376,7 @@ class Node:
                 other.links.discard(pid)
                 other.exit_signal(pid, reason)
         self.events.emit("exit", pid=pid, name=proc.name, component=proc.behaviour.component,
-                         version=proc.behaviour.version, reason=str(reason),
+                         version=proc.behaviour.version, reason=text,
                          data={"reason_kind": reason.kind})
 
     def _drop_mailbox(self, where: str, mailbox: Mailbox, reason: ExitReason) -> None:
@@ -426,7 +427,8 @@ class Node:
     def _resolve(self, to: Pid | str) -> Process | None:
         if isinstance(to, Pid):
             return self._processes.get(to)
-        pid = Pid.parse(to)
+        # Names never start with "<" (see is_valid_name): only pid text needs parsing.
+        pid = Pid.parse(to) if to[:1] == "<" else None
         if pid is None:
             pid = self.registry.whereis(to)
             if pid is None:
@@ -466,7 +468,7 @@ class Node:
     def _dead_letter(self, to: object, env: Envelope, reason: str) -> DeadLetter:
         letter = self._dead.record(to, env, reason)
         self.events.emit("dead_letter", pid=env.sender, reason=reason,
-                         data={"to": letter.to, "message_kind": letter.kind.name.lower(), "bytes": len(env.payload)})
+                         data={"to": letter.to, "message_kind": KIND_NAME[env.kind], "bytes": len(env.payload)})
         return letter
 
     def dead_letters(self) -> list[DeadLetter]:
