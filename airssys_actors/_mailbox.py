@@ -17,6 +17,7 @@ import trio
 
 from ._errors import MailboxClosed, MailboxFull, MessageTooLarge
 from ._message import Envelope
+from ._wakeup import Wakeup
 
 
 @attrs.frozen
@@ -47,7 +48,7 @@ class Mailbox:
         self.max_message = max_message
         self._user: deque[Envelope] = deque()
         self._system: deque[Envelope] = deque()
-        self._receiver = trio.lowlevel.ParkingLot()
+        self._receiver = Wakeup()
         self._senders = trio.lowlevel.ParkingLot()
         self.closed = False
         #: Fault injection hook: returns True when it took the envelope (see faults.py).
@@ -66,8 +67,7 @@ class Mailbox:
         if len(self._user) >= self.capacity:
             raise MailboxFull(f"mailbox is full ({self.capacity} messages)")
         self._user.append(env)
-        if self._receiver:
-            self._receiver.unpark()
+        self._receiver.wake()
 
     async def put(self, env: Envelope) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -80,8 +80,7 @@ class Mailbox:
         if self.closed:
             raise MailboxClosed("mailbox is closed")
         self._system.append(env)
-        if self._receiver:
-            self._receiver.unpark()
+        self._receiver.wake()
 
     def get_nowait(self) -> Envelope | None:
         """The next message, system lane first, or None when empty."""
@@ -99,11 +98,11 @@ class Mailbox:
         if self._user or self._system:
             await trio.lowlevel.checkpoint()
             return
-        await self._receiver.park()
+        await self._receiver.wait()
 
     def wake(self) -> None:
         """Wake a receiver parked in :meth:`wait` even though nothing arrived."""
-        self._receiver.unpark_all()
+        self._receiver.wake()
 
     def close(self) -> list[Envelope]:
         """Refuse further messages, wake blocked senders, and return what was left."""
@@ -112,7 +111,7 @@ class Mailbox:
         self._system.clear()
         self._user.clear()
         self._senders.unpark_all()
-        self._receiver.unpark_all()
+        self._receiver.wake()
         return left
 
     def take_system(self) -> list[Envelope]:

@@ -48,16 +48,17 @@ from ._reasons import KILLED, NOPROC, SHUTDOWN, ExitReason, parse
 from ._registry import LocalRegistry, Registry
 from ._timers import TimerService
 from ._reaper import Reaper
+from ._wakeup import OneShot
 from ._wasm import Component, WasmBehaviour
 
 
-class _CallWaiter:
-    """A caller in Python awaiting a reply."""
+class _CallWaiter(OneShot):
+    """A caller in Python awaiting a reply (fired by the reply, a failure or the timeout)."""
 
-    __slots__ = ("event", "payload", "error", "target")
+    __slots__ = ("payload", "error", "target")
 
     def __init__(self, target: object) -> None:
-        self.event = trio.Event()
+        super().__init__()
         self.payload: bytes | None = None
         self.error: Exception | None = None
         self.target = target
@@ -539,8 +540,8 @@ class Node:
             self._count_out()
             # The node's timer heap, not a cancel scope: a call is on every hot path,
             # and a scope with a deadline costs several times more to enter and leave.
-            timer = self.timers.schedule_at(deadline, waiter.event.set)
-            await waiter.event.wait()
+            timer = self.timers.schedule_at(deadline, waiter.fire)
+            await waiter.wait()
         finally:
             self._calls.pop(ref, None)
             if timer:
@@ -566,7 +567,7 @@ class Node:
             self._dead_letter("(caller gone)", Envelope(Kind.REPLY, ref, replier.pid, payload), "late_reply")
         elif isinstance(waiter, _CallWaiter):
             waiter.payload = payload
-            waiter.event.set()
+            waiter.fire()
         else:
             self.timers.cancel(waiter.timer)
             waiter.proc.requests.discard(ref)
@@ -584,7 +585,7 @@ class Node:
             return
         if isinstance(waiter, _CallWaiter):
             waiter.error = CallFailed(where, reason)
-            waiter.event.set()
+            waiter.fire()
         else:
             self.timers.cancel(waiter.timer)
             waiter.proc.requests.discard(ref)
@@ -596,7 +597,7 @@ class Node:
         waiter = self._calls.pop(ref, None)
         if isinstance(waiter, _CallWaiter):
             waiter.error = error
-            waiter.event.set()
+            waiter.fire()
         elif isinstance(waiter, _RequestWaiter):
             self.timers.cancel(waiter.timer)
             waiter.proc.requests.discard(ref)

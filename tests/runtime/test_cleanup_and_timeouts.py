@@ -1,5 +1,6 @@
 """What a node does behind the scenes: call timeouts on the timer heap, dead instances
-released when the node is idle, exit signals reaching processes that have no cancel scope."""
+released when the node is idle, exit signals reaching processes that have no cancel
+scope, and the one-waiter wakeups of mailboxes and calls."""
 
 import pytest
 import trio
@@ -7,6 +8,7 @@ import trio.testing
 
 from airssys_actors import CallTimeout, Node
 from airssys_actors._reaper import Reaper
+from airssys_actors._wakeup import OneShot, Wakeup
 
 from ..conftest import component_path
 from .actors import Echo, Worker
@@ -127,3 +129,39 @@ async def test_a_crash_and_respawn_leave_no_reference_cycles(node, kind):
         gc.garbage.clear()
         gc.enable()
     assert left == [], left
+
+
+async def test_a_wakeup_wakes_its_one_waiter_and_survives_cancellation():
+    wakeup = Wakeup()
+    woken: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await wakeup.wait()
+        woken.append(name)
+
+    wakeup.wake()  # nobody waiting: lost, as a mailbox's wake is when nothing is parked
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter, "first")
+        await trio.testing.wait_all_tasks_blocked()
+        assert wakeup.waiting
+        with pytest.raises(RuntimeError):
+            await wakeup.wait()  # one waiter at a time
+        wakeup.wake()
+    assert woken == ["first"] and not wakeup.waiting
+
+    with trio.move_on_after(0.01) as scope:
+        await wakeup.wait()
+    assert scope.cancelled_caught and not wakeup.waiting  # a cancelled wait leaves no waiter
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter, "second")
+        await trio.testing.wait_all_tasks_blocked()
+        wakeup.wake()
+    assert woken == ["first", "second"]
+
+
+async def test_a_one_shot_fired_before_the_wait_returns_at_once():
+    shot = OneShot()
+    shot.fire()
+    with trio.fail_after(1):
+        await shot.wait()
+    assert shot.fired
