@@ -95,3 +95,7 @@ class Capabilities:
 
     def may_spawn(self, component: str) -> bool:
         return any(matches(p, component) for p in self.spawn)
+
+
+#: The default grants, shared (a frozen value) rather than built for every spawn.
+NO_CAPABILITIES = Capabilities()

@@ -19,7 +19,7 @@ import attrs
 import trio
 
 from ._actor import Actor, PythonBehaviour
-from ._capabilities import Capabilities
+from ._capabilities import NO_CAPABILITIES, Capabilities
 from ._codechange import CodeChange
 from ._codechange import prepare as prepare_code_change
 from ._codec import decode, encode
@@ -220,7 +220,7 @@ class Node:
             component = Component.load(component)
         if not isinstance(component, Component):
             raise TypeError(f"cannot spawn {component!r}")
-        return WasmBehaviour(component, limits or self.limits, capabilities or Capabilities(), threaded=threaded)
+        return WasmBehaviour(component, limits or self.limits, capabilities or NO_CAPABILITIES, threaded=threaded)
 
     # -- spawning ---------------------------------------------------------------------
 
@@ -295,7 +295,7 @@ class Node:
             raise ActorError(f"unknown component {component!r}")
         # The child gets no capabilities it was not given, and no looser limits than its parent.
         limits = getattr(parent.behaviour, "limits", self.limits)
-        behaviour = WasmBehaviour(self._components[component], limits, Capabilities())
+        behaviour = WasmBehaviour(self._components[component], limits, NO_CAPABILITIES)
         proc = self._make_process(behaviour, None, False, False, None, parent.pid)
         failure = proc.init_inline(args)
         if failure is not None:
