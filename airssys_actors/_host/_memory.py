@@ -11,6 +11,8 @@ Each memory is one anonymous mapping, reserved once and never moved::
 
     [guard | accessible (RW) | reserved, not yet accessible (PROT_NONE) | guard]
 
+(the guards are the engine's ``memory_guard_size``: none, as bounds are checked in code.)
+
 Growing makes more of the reservation accessible with ``mprotect``; growing past it
 returns an error, which wasmtime turns into ``memory.grow`` returning -1. The
 reservation is sized so that a process never needs more: its memory limit

@@ -74,3 +74,38 @@ async def test_a_message_over_a_guests_max_message_is_refused_and_it_goes_on(nod
     with pytest.raises(MessageTooLarge):
         await node.call_bytes(echo, b"\xc5\x07\xd0" + b"x" * 2000)
     assert await node.call(echo, "small") == "small"
+
+
+def test_accesses_at_and_across_the_end_of_a_memory_trap_without_guard_pages():
+    """The shared engine has no guard regions and no signal handlers: every bounds check
+    is compiled in. A load or store that reaches one byte past the end traps, with or
+    without a static offset, and after memory.grow the new page is in bounds."""
+    import wasmtime
+
+    from airssys_actors._host._engine import engine_host
+
+    engine = engine_host().engine
+    module = wasmtime.Module(engine, """(module (memory 1)
+      (func (export "load") (param i32) (result i32) (i32.load (local.get 0)))
+      (func (export "load_offset") (param i32) (result i32) (i32.load offset=65532 (local.get 0)))
+      (func (export "store") (param i32) (i32.store (local.get 0) (i32.const 7)))
+      (func (export "grow") (result i32) (memory.grow (i32.const 1))))""")
+    store = wasmtime.Store(engine)
+    store.set_fuel(10_000_000)
+    store.set_epoch_deadline(1 << 30)
+    exports = wasmtime.Instance(store, module, []).exports(store)
+
+    def traps(name: str, arg: int) -> bool:
+        try:
+            exports[name](store, arg)
+        except wasmtime.Trap as trap:
+            assert "out of bounds memory access" in str(trap)
+            return True
+        return False
+
+    assert not traps("load", 65532) and not traps("store", 65532) and not traps("load_offset", 0)
+    for name, arg in [("load", 65533), ("load", 65536), ("load", 16 << 20), ("load", -4),
+                      ("store", 65533), ("store", 17 << 20), ("load_offset", 1), ("load_offset", 2)]:
+        assert traps(name, arg), (name, arg)
+    assert exports["grow"](store) == 1
+    assert not traps("load", 65536) and not traps("store", 131068) and traps("store", 131069)
