@@ -71,6 +71,22 @@ async def test_a_busy_node_releases_dead_instances_past_the_backlog():
     assert released[-1] == 10
 
 
+
+async def test_a_reaper_that_found_the_node_busy_rests_then_releases_when_idle():
+    reaper = Reaper(watch=0.01, rest=0.5)
+    released: list[int] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reaper.run)
+        reaper.retire(lambda: released.append(0))
+        end = trio.current_time() + 0.03
+        while trio.current_time() < end:  # busy past the watch window: it gives up looking
+            await trio.lowlevel.checkpoint()
+        await trio.sleep(0.02)  # idle, but it is resting: nothing released yet
+        assert released == [] and reaper.pending == 1
+        await trio.sleep(0.7)  # rested, looked again, found the node idle
+        assert released == [0] and reaper.pending == 0
+        nursery.cancel_scope.cancel()
+
 async def test_leaving_the_node_releases_every_dead_instance():
     async with Node() as node:
         pids = [await node.spawn(component_path("crasher.wat")) for _ in range(5)]
