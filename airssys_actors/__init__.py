@@ -33,6 +33,7 @@ from ._errors import (
     UpgradeFailed as UpgradeFailed,
 )
 from ._codechange import CodeChange as CodeChange
+from ._codechange import PreloadedCode as PreloadedCode
 from ._events import Event as Event
 from ._events import Subscription as Subscription
 from ._host._engine import memory_tracked as memory_tracked
@@ -58,7 +59,7 @@ __all__ = [
     "NodeClosed", "NoSuchProcess", "SpawnFailed", "UnencodableMessage", "Event",
     "Subscription", "Limits", "MailboxStatistics", "Kind", "Message", "Node",
     "NodeStatistics", "Pid", "KILLED", "NOPROC", "NORMAL", "SHUTDOWN", "ExitReason",
-    "Component", "UpgradeFailed", "CodeChange", "Preopen", "WasiGrant", "track_memory",
+    "Component", "UpgradeFailed", "CodeChange", "PreloadedCode", "Preopen", "WasiGrant", "track_memory",
     "memory_tracked",
 ]
 

@@ -6,7 +6,9 @@ supervised, all-or-nothing, rolling or canary change:
 1. ``await node.suspend(pid)``: the current message finishes, new ones queue;
 2. ``change = node.prepare_code_change(pid, component)``: the old instance's
    ``snapshot``, a new instance of ``component`` and its ``upgrade(from-version, state)``;
-   the old instance is untouched, so nothing is lost if this raises;
+   the old instance is untouched, so nothing is lost if this raises. The new instance
+   can be made before step 1 (``node.preload_code_change``, as OTP loads the new code
+   before ``sys:suspend``), so that the pause holds only the state's move;
 3. ``change.commit()`` swaps the new instance in under the same pid and name, or
    ``change.rollback()`` drops it;
 4. ``node.resume(pid)``.
@@ -113,12 +115,61 @@ class CodeChange:
         self.new_instance.close()
 
 
+@attrs.define(eq=False)
+class PreloadedCode:
+    """A new instance of ``component`` made for one process before it is suspended.
+    :func:`prepare` takes it over; one that is not used must be closed."""
+
+    proc: Process
+    component: Component
+    instance: GuestInstance | None
+
+    def close(self) -> None:
+        """Drop the instance if no change took it (idempotent)."""
+        if self.instance is not None:
+            self.instance.close()
+            self.instance = None
+
+
 def _where(proc: Process) -> str:
     """How an error names the process (its text only built when there is an error)."""
     return proc.name or str(proc.pid)
 
 
-def prepare(proc: Process, component: Component, *, defer_free: bool = False) -> CodeChange:
+def _wasm_behaviour(proc: Process) -> WasmBehaviour:
+    behaviour = proc.behaviour
+    if not proc.alive:
+        raise UpgradeFailed(_where(proc), "noproc", "the process exited before it could be changed")
+    if not isinstance(behaviour, WasmBehaviour) or behaviour.instance is None:
+        raise UpgradeFailed(_where(proc), "not_wasm", "only WASM processes can change code")
+    return behaviour
+
+
+def _new_instance(proc: Process, behaviour: WasmBehaviour, component: Component) -> GuestInstance:
+    # The new instance serves the same process as the old one: it gets the same host
+    # functions (they hold nothing of an instance), one thing less to build.
+    assert behaviour.instance is not None
+    host: object = behaviour.instance.host
+    if host is None:
+        host = GuestHost(proc, behaviour)
+        if behaviour.threaded:
+            host = _TrioBridge(host)  # type: ignore[arg-type]
+    try:
+        return GuestInstance(component._compiled, host, behaviour.limits,  # type: ignore[arg-type]
+                             interruptible=behaviour.threaded, wasi=behaviour.capabilities.wasi)
+    except GuestTrap as exc:
+        raise UpgradeFailed(_where(proc), exc.kind, f"the new version trapped while instantiating: {exc}") from None
+
+
+def preload(proc: Process, component: Component) -> PreloadedCode:
+    """The new instance a code change of ``proc`` to ``component`` will use, made now
+    (the process need not be suspended). Raises :class:`UpgradeFailed` as
+    :func:`prepare` does for the new version's instantiation."""
+    return PreloadedCode(proc, component, _new_instance(proc, _wasm_behaviour(proc), component))
+
+
+def prepare(proc: Process, component: Component, *, defer_free: bool = False,
+            preloaded: PreloadedCode | None = None) -> CodeChange:
     """Snapshot ``proc`` and migrate its state into a new instance of ``component``.
 
     The process must be suspended. Raises :class:`UpgradeFailed` naming the process and
@@ -130,12 +181,15 @@ def prepare(proc: Process, component: Component, *, defer_free: bool = False) ->
     it takes ~6 ms at 1 MiB. With ``defer_free`` the change keeps it (from 1 MiB on, see
     ``SPENT_MIN``) until :meth:`CodeChange.release_old` or its rollback, so that this
     happens after the resume; a caller holding many changes at once should not ask.
+
+    With ``preloaded`` (from :func:`preload` for this process and component) its
+    instance is used instead of making one, and taken over once the snapshot is done.
     """
-    behaviour = proc.behaviour
-    if not proc.alive:
-        raise UpgradeFailed(_where(proc), "noproc", "the process exited before it could be changed")
-    if not isinstance(behaviour, WasmBehaviour) or behaviour.instance is None:
-        raise UpgradeFailed(_where(proc), "not_wasm", "only WASM processes can change code")
+    if preloaded is not None and (preloaded.proc is not proc or preloaded.component is not component
+                                  or preloaded.instance is None):
+        raise ValueError("the preloaded code is for another process or component, or was already used")
+    behaviour = _wasm_behaviour(proc)
+    assert behaviour.instance is not None
     if not proc.suspended:
         raise UpgradeFailed(_where(proc), "not_suspended", "suspend the process first")
     from_version = behaviour.version
@@ -145,18 +199,11 @@ def prepare(proc: Process, component: Component, *, defer_free: bool = False) ->
         proc.die(ExitReason(exc.kind, f"snapshot: {exc}"))
         raise UpgradeFailed(_where(proc), exc.kind, f"the old version trapped in snapshot: {exc}") from None
     started = time.perf_counter()
-    # The new instance serves the same process as the old one: it gets the same host
-    # functions (they hold nothing of an instance), one thing less to build in the pause.
-    host: object = behaviour.instance.host
-    if host is None:
-        host = GuestHost(proc, behaviour)
-        if behaviour.threaded:
-            host = _TrioBridge(host)  # type: ignore[arg-type]
-    try:
-        instance = GuestInstance(component._compiled, host, behaviour.limits,  # type: ignore[arg-type]
-                                 interruptible=behaviour.threaded, wasi=behaviour.capabilities.wasi)
-    except GuestTrap as exc:
-        raise UpgradeFailed(_where(proc), exc.kind, f"the new version trapped while instantiating: {exc}") from None
+    if preloaded is not None:
+        instance, preloaded.instance = preloaded.instance, None
+        assert instance is not None
+    else:
+        instance = _new_instance(proc, behaviour, component)
     spent: list[Any] = []  # upgrade's arguments (see defer_free)
     try:
         instance.upgrade(from_version, state, spent)

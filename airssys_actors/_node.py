@@ -20,7 +20,8 @@ import trio
 
 from ._actor import Actor, PythonBehaviour
 from ._capabilities import NO_CAPABILITIES, Capabilities
-from ._codechange import CodeChange
+from ._codechange import CodeChange, PreloadedCode
+from ._codechange import preload as preload_code_change
 from ._codechange import prepare as prepare_code_change
 from ._codec import decode, encode
 from ._deadletters import DeadLetter, DeadLetters
@@ -797,20 +798,37 @@ class Node:
         if proc is not None:
             proc.resume()
 
+    def preload_code_change(self, pid: Pid | str, component: Component) -> PreloadedCode:
+        """Make the new instance a code change of ``pid`` to ``component`` will use, before
+        the process is suspended (as OTP loads new code before ``sys:suspend``): the
+        pause then holds only the state's move. Pass it to :meth:`prepare_code_change`,
+        or ``close()`` it if the change does not happen.
+
+        Raises:
+            UpgradeFailed: the process is gone or not WASM, or the new version trapped
+            while instantiating.
+        """
+        return preload_code_change(self._require_process(pid), component)
+
     def prepare_code_change(self, pid: Pid | str, component: Component, *,
-                            defer_free: bool = False) -> CodeChange:
+                            defer_free: bool = False, preloaded: PreloadedCode | None = None) -> CodeChange:
         """Migrate a suspended WASM process's state into a new instance of ``component``
         (its ``snapshot``, then the new one's ``upgrade``); commit or roll back the result.
         ``defer_free`` leaves freeing the values the state moved in to the change's
-        ``release_old`` (after the resume) or rollback.
+        ``release_old`` (after the resume) or rollback. ``preloaded`` (from
+        :meth:`preload_code_change`) supplies the new instance.
 
         Raises:
             UpgradeFailed: naming the process and the cause; the old version still runs.
         """
+        return prepare_code_change(self._require_process(pid), component, defer_free=defer_free,
+                                   preloaded=preloaded)
+
+    def _require_process(self, pid: Pid | str) -> Process:
         proc = self._resolve(pid)
         if proc is None:
             raise UpgradeFailed(str(pid), "noproc", "no such process")
-        return prepare_code_change(proc, component, defer_free=defer_free)
+        return proc
 
     # -- introspection ----------------------------------------------------------------
 

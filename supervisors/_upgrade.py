@@ -21,7 +21,7 @@ from typing import Any, Callable
 import attrs
 import trio
 
-from airssys_actors import CallFailed, CallTimeout, Component, Node, NoSuchProcess, Pid, UpgradeFailed
+from airssys_actors import CallFailed, CallTimeout, Component, Node, NoSuchProcess, Pid, PreloadedCode, UpgradeFailed
 
 STRATEGIES = ("atomic", "rolling")
 #: Seconds an atomic change may hold the node's thread before it lets the other tasks
@@ -141,22 +141,34 @@ class Migration:
         self.done.append((target, ProcessUpgrade(target.pid, target.child, change.from_version,
                                                  change.to_version, ended - started, change.state_size)))
 
+    def _preload(self, target: Target) -> PreloadedCode:
+        """The new instance, made before the process is suspended (outside its pause)."""
+        try:
+            return self.node.preload_code_change(target.pid, target.new)
+        except UpgradeFailed as exc:
+            raise self._fail(exc, target) from None
+
     async def _rolling(self, targets: list[Target]) -> None:
         node = self.node
         clock = time.perf_counter
         for target in targets:
+            preloaded = self._preload(target)
             try:
-                started = await self._suspend(target)
-            except UpgradeFailed as exc:
-                raise self._fail(exc, target) from None
-            try:
-                change = node.prepare_code_change(target.pid, target.new, defer_free=True)
-            except UpgradeFailed as exc:
-                node.resume(target.pid)
-                raise self._fail(exc, target) from None
-            except BaseException:
-                node.resume(target.pid)  # the old version goes on, whatever went wrong
-                raise
+                try:
+                    started = await self._suspend(target)
+                except UpgradeFailed as exc:
+                    raise self._fail(exc, target) from None
+                try:
+                    change = node.prepare_code_change(target.pid, target.new, defer_free=True,
+                                                      preloaded=preloaded)
+                except UpgradeFailed as exc:
+                    node.resume(target.pid)
+                    raise self._fail(exc, target) from None
+                except BaseException:
+                    node.resume(target.pid)  # the old version goes on, whatever went wrong
+                    raise
+            finally:
+                preloaded.close()  # only if the change did not take it
             # Inside the pause only what needs the process suspended.
             change.swap()
             node.resume(target.pid)
@@ -176,11 +188,16 @@ class Migration:
         clock = time.perf_counter
         suspended: list[tuple[Target, float]] = []
         changes: list[Any] = []
+        preloads: list[PreloadedCode] = []
         current: Target | None = None
         last = targets[-1] if targets else None
-        held_since = clock()
         try:
+            # Every new instance first, so that the processes are suspended only for as
+            # long as their states take to move (the first one waits for all of them).
             for current in targets:
+                preloads.append(self._preload(current))
+            held_since = clock()
+            for current, preloaded in zip(targets, preloads, strict=True):
                 if suspended and clock() - held_since >= ATOMIC_SLICE:
                     # Let the rest of the node run between two migrations (the suspended
                     # processes wait meanwhile, but the node is not held for the whole change).
@@ -191,7 +208,7 @@ class Migration:
                 # but then an atomic change holds one process's worth at a time, not all),
                 # except the last one's, freed once every process is resumed.
                 changes.append(node.prepare_code_change(current.pid, current.new,
-                                                        defer_free=current is last))
+                                                        defer_free=current is last, preloaded=preloaded))
             for target, _ in suspended:
                 if not node.is_alive(target.pid):
                     # It died while the others migrated: nothing is committed.
@@ -209,6 +226,9 @@ class Migration:
             for target, _ in suspended:
                 node.resume(target.pid)
             raise
+        finally:
+            for preloaded in preloads:
+                preloaded.close()  # those no change took (after a failure)
         # Swap and resume each in turn, the bookkeeping once all are resumed.
         ended: list[float] = []
         for (target, _), change in zip(suspended, changes, strict=True):

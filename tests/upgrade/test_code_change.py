@@ -3,7 +3,7 @@
 import pytest
 import trio
 
-from airssys_actors import Component
+from airssys_actors import Component, UpgradeFailed
 
 from ..conftest import component_path
 from ..runtime.actors import Worker
@@ -139,3 +139,40 @@ async def test_upgrade_arguments_of_a_large_state_are_freed_at_once_or_with_the_
     change.release_old()
     assert change.spent == []
     assert await node.call(pid, "size") == SPENT_MIN
+
+
+async def test_a_preloaded_instance_is_made_before_the_suspension_and_taken_over(node):
+    pid = await counter(node, start=5)
+    v2 = Component.load(V2, version="v2")
+    preloaded = node.preload_code_change(pid, v2)
+    new = preloaded.instance
+    assert new is not None and new.host is node._processes[pid].behaviour.instance.host
+    assert await node.call(pid, "incr") == 6  # not suspended: v1 still serves meanwhile
+    with pytest.raises(ValueError, match="another process or component"):
+        node.prepare_code_change(pid, Component.load(V1, version="v1b"), preloaded=preloaded)
+    await node.suspend(pid)
+    change = node.prepare_code_change(pid, v2, preloaded=preloaded)
+    assert change.new_instance is new and preloaded.instance is None
+    preloaded.close()  # the change owns the instance now: nothing to close
+    assert new.host is not None
+    change.commit()
+    node.resume(pid)
+    stats = await node.call(pid, "stats")
+    assert (stats["count"], stats["version"]) == (6, "v2")
+
+
+async def test_a_preloaded_instance_no_change_took_is_closed(node):
+    pid = await counter(node)
+    v2 = Component.load(V2, version="v2")
+    unused = node.preload_code_change(pid, v2)
+    instance = unused.instance
+    unused.close()
+    unused.close()
+    assert instance.host is None
+    with pytest.raises(ValueError, match="already used"):
+        node.prepare_code_change(pid, v2, preloaded=unused)
+    node.kill(pid)
+    await node.wait(pid)
+    with pytest.raises(UpgradeFailed) as info:
+        node.preload_code_change(pid, v2)
+    assert info.value.cause == "noproc"
