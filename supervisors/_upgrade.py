@@ -1,6 +1,7 @@
 """A supervised code change across one or many processes (OTP's release handler).
 
-For each process: suspend (its current message finishes, new ones queue), migrate its
+For each process: make the new instance (before the pause, as OTP loads new code before
+``sys:suspend``), suspend (its current message finishes, new ones queue), migrate its
 state into the new version (``snapshot`` then ``upgrade``), swap under the same pid and
 name, resume. The new component was compiled and checked against the world before any
 process is suspended.
