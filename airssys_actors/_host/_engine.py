@@ -90,7 +90,7 @@ def _make_engine(track: bool) -> wasmtime.Engine:
     # (a crashing guest, on the way to its restart) costs about half as much without
     # the kernel's signal delivery, and wasmtime installs no signal handlers in the
     # Python process. Guests lose nothing measurable: with a 16 MiB reservation their
-    # memory accesses are bounds-checked either way (docs/runtime.md).
+    # memory accesses are bounds-checked either way (docs/security.md).
     ffi.wasmtime_config_signals_based_traps_set(config.ptr(), False)
     if track:
         from . import _memory
