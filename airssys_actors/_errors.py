@@ -55,9 +55,13 @@ class CallFailed(ActorError):
     Contrast :class:`CallTimeout`, where the process may still be alive."""
 
     def __init__(self, address: object, reason: ExitReason) -> None:
+        super().__init__(address, reason)
         self.address = address
         self.reason = reason
-        super().__init__(f"{address} exited before replying: {reason}")
+
+    def __str__(self) -> str:
+        # Made only when shown: every crash of a called process fails its caller's call.
+        return f"{self.address} exited before replying: {self.reason}"
 
 
 class MailboxFull(ActorError):

@@ -45,8 +45,12 @@ class ProcessExit(Exception):
     """Raised by a behaviour to end its process with ``reason``."""
 
     def __init__(self, reason: ExitReason) -> None:
-        super().__init__(str(reason))
+        super().__init__(reason)
         self.reason = reason
+
+    def __str__(self) -> str:
+        # Made only when shown: a crash raises one of these on its way to the restart.
+        return str(self.reason)
 
 
 class Behaviour(Protocol):
