@@ -49,7 +49,7 @@ from ._reasons import KILLED, NOPROC, SHUTDOWN, ExitReason, parse
 from ._registry import LocalRegistry, Registry
 from ._timers import TimerService
 from ._reaper import Reaper
-from ._wakeup import OneShot
+from ._wakeup import OneShot, Wakeup
 from ._wasm import Component, WasmBehaviour
 
 
@@ -63,6 +63,19 @@ class _CallWaiter(OneShot):
         self.payload: bytes | None = None
         self.error: Exception | None = None
         self.target = target
+
+
+class _Heir(Wakeup):
+    """The task of an inline process that died with its mailbox parked, waiting to run
+    the next process started under its name (set in ``proc``; None: the name was given
+    up). A supervised restart then reuses a task instead of ending one and starting one."""
+
+    __slots__ = ("proc", "args")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proc: Process | None = None
+        self.args = b""
 
 
 class _RequestWaiter:
@@ -128,6 +141,7 @@ class Node:
         self._dead = DeadLetters(dead_letter_capacity)
         self._processes: dict[Pid, Process] = {}
         self._parked: dict[str, Mailbox] = {}
+        self._heirs: dict[str, _Heir] = {}
         self._calls: dict[int, _CallWaiter | _RequestWaiter] = {}
         self._components: dict[str, Component] = {}
         self._ids = itertools.count(1)
@@ -268,6 +282,7 @@ class Node:
         if monitor and parent is not None:
             self._add_monitor(parent, proc)
         if behaviour.is_async:
+            self._dismiss_heir(name)  # the name's mailbox goes to a process with its own task
             await nursery.start(proc.run, payload, True)
         else:
             # A synchronous init (an inline guest) runs here; only the loop needs a task.
@@ -286,7 +301,30 @@ class Node:
         if failure is not None:
             proc._terminate(failure)
             raise SpawnFailed(failure)
-        nursery.start_soon(proc.run, payload, False, True)
+        heir = self._heirs.pop(proc.name, None) if proc.name is not None else None
+        if heir is not None:
+            heir.proc, heir.args = proc, payload
+            heir.wake()
+        else:
+            nursery.start_soon(self._run_inline, proc, payload)
+
+    async def _run_inline(self, proc: Process, args: bytes) -> None:
+        """The task of an inline process, and then of each process started under its name
+        while its mailbox is parked (as a supervisor restarts it)."""
+        while True:
+            await proc.run(args, False, True)
+            name = proc.name
+            if name is None or self._parked.get(name) is not proc.mailbox:
+                return
+            heir = self._heirs[name] = _Heir()
+            try:
+                await heir.wait()
+            finally:
+                if self._heirs.get(name) is heir:
+                    del self._heirs[name]
+            if heir.proc is None:
+                return
+            proc, args = heir.proc, heir.args
 
     def _spawn_from_guest(self, parent: Process, component: str, args: bytes) -> Pid:
         # Synchronous: the child's init runs inside the parent's host call, so the parent
@@ -303,7 +341,7 @@ class Node:
             proc._terminate(failure)
             raise SpawnFailed(failure)
         parent.children.add(proc.pid)
-        nursery.start_soon(proc.run, args, False, True)
+        nursery.start_soon(self._run_inline, proc, args)
         return proc.pid
 
     def _make_process(self, behaviour: Any, name: str | None, trap_exits: bool, keep: bool,
@@ -394,8 +432,15 @@ class Node:
         mailbox = self._parked.pop(name, None)
         if mailbox is None:
             return
+        self._dismiss_heir(name)
         self.registry.unregister(name)
         self._drop_mailbox(name, mailbox, reason)
+
+    def _dismiss_heir(self, name: str | None) -> None:
+        """End the task waiting to run the next process under ``name``, if there is one."""
+        heir = self._heirs.pop(name, None) if name is not None else None
+        if heir is not None:
+            heir.wake()
 
     def is_parked(self, name: str) -> bool:
         return name in self._parked

@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from airssys_actors import CallTimeout, Node
+from airssys_actors import CallFailed, CallTimeout, Node
 from airssys_actors._reaper import Reaper
 from airssys_actors._wakeup import OneShot, Wakeup
 
@@ -181,3 +181,41 @@ async def test_a_one_shot_fired_before_the_wait_returns_at_once():
     with trio.fail_after(1):
         await shot.wait()
     assert shot.fired
+
+
+async def test_a_process_restarted_under_its_parked_name_runs_in_the_dead_ones_task(node):
+    crasher = component_path("crasher.wat")
+    await node.spawn(crasher, name="w", mailbox="keep")
+    tasks = len(node._nursery.child_tasks)
+    with pytest.raises(CallFailed):
+        await node.call("w", "crash")
+    await trio.testing.wait_all_tasks_blocked()
+    # Its mailbox is parked under the name, and its task waits for the next process.
+    assert node.is_parked("w") and "w" in node._heirs
+    assert len(node._nursery.child_tasks) == tasks
+    await node.send("w", "ping")  # queued in the parked mailbox
+    successor = await node.spawn(crasher, name="w", mailbox="keep")
+    assert "w" not in node._heirs
+    assert await node.call("w", "ping") == "pong"
+    assert node.process_info(successor)["messages_in"] == 2  # the queued ping, then this call
+    assert len(node._nursery.child_tasks) == tasks  # no task ended, none started
+    node.kill(successor)
+    await node.wait(successor)
+    await trio.testing.wait_all_tasks_blocked()
+    assert "w" in node._heirs
+    node.release_name("w")  # nobody will take the name: the waiting task ends
+    await trio.testing.wait_all_tasks_blocked()
+    assert "w" not in node._heirs and len(node._nursery.child_tasks) == tasks - 1
+
+
+async def test_a_python_actor_taking_a_parked_name_dismisses_the_waiting_task(node):
+    await node.spawn(component_path("crasher.wat"), name="w", mailbox="keep")
+    tasks = len(node._nursery.child_tasks)
+    with pytest.raises(CallFailed):
+        await node.call("w", "crash")
+    await trio.testing.wait_all_tasks_blocked()
+    assert "w" in node._heirs
+    await node.spawn(Echo, name="w", mailbox="keep")  # has its own task
+    await trio.testing.wait_all_tasks_blocked()
+    assert "w" not in node._heirs and len(node._nursery.child_tasks) == tasks
+    assert await node.call("w", "hello") == "hello"
