@@ -281,6 +281,9 @@ def render(report: dict[str, Any]) -> str:
     lines.append("")
     lines.append("restarts = children restarted per crash; group = until every restarted child answered;")
     lines.append("after fail = from the crash call's CallFailed to the answer.")
+    lines.append("The targets are for a restart of one child (the one_for_one rows). Rows restarting N children")
+    lines.append("include N spawns and are held to them against one spawn all the same; the JSON's")
+    lines.append("group_p50_vs_spawns divides by N.")
     return "\n".join(lines)
 
 
