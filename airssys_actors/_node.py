@@ -66,16 +66,28 @@ class _CallWaiter(OneShot):
 
 
 class _Heir(Wakeup):
-    """The task of an inline process that died with its mailbox parked, waiting to run
-    the next process started under its name (set in ``proc``; None: the name was given
-    up). A supervised restart then reuses a task instead of ending one and starting one."""
+    """The task of a process that died with its mailbox parked, waiting to run the next
+    process started under its name (set in ``proc``; None: the name was given up). A
+    supervised restart then reuses a task instead of ending one and starting one.
+    ``started`` is set for a process whose ``init`` has yet to run (an async one)."""
 
-    __slots__ = ("proc", "args")
+    __slots__ = ("proc", "args", "started")
 
     def __init__(self) -> None:
         super().__init__()
         self.proc: Process | None = None
         self.args = b""
+        self.started: _Started | None = None
+
+
+class _Started(OneShot):
+    """Tells a spawner that the process it handed to an heir has run ``init``, as
+    ``task_status`` does for ``nursery.start`` (fired either way: check ``proc.started``)."""
+
+    __slots__ = ()
+
+    def started(self, value: object = None) -> None:
+        self.fire()
 
 
 class _RequestWaiter:
@@ -282,8 +294,11 @@ class Node:
         if monitor and parent is not None:
             self._add_monitor(parent, proc)
         if behaviour.is_async:
-            self._dismiss_heir(name)  # the name's mailbox goes to a process with its own task
-            await nursery.start(proc.run, payload, True)
+            heir = self._heirs.pop(name, None) if name is not None else None
+            if heir is None:
+                await nursery.start(self._run_tasks, proc, payload, False)
+            else:
+                await self._hand_over(heir, proc, payload)
         else:
             # A synchronous init (an inline guest) runs here; only the loop needs a task.
             await self._start_inline(nursery, proc, payload)
@@ -306,13 +321,33 @@ class Node:
             heir.proc, heir.args = proc, payload
             heir.wake()
         else:
-            nursery.start_soon(self._run_inline, proc, payload)
+            nursery.start_soon(self._run_tasks, proc, payload, True)
 
-    async def _run_inline(self, proc: Process, args: bytes) -> None:
-        """The task of an inline process, and then of each process started under its name
-        while its mailbox is parked (as a supervisor restarts it)."""
+    async def _hand_over(self, heir: _Heir, proc: Process, payload: bytes) -> None:
+        """Start an async process in the waiting task ``heir``; return once its ``init``
+        succeeded, or raise SpawnFailed, as ``nursery.start`` would."""
+        started = _Started()
+        heir.proc, heir.args, heir.started = proc, payload, started
+        heir.wake()
+        try:
+            await started.wait()
+        except BaseException:
+            # Cancelled while it starts: nursery.start would cancel the task it starts.
+            proc.exit_signal(None, KILLED, untrappable=True)
+            raise
+        if not proc.started:
+            raise SpawnFailed(proc.exit_reason or NOPROC)
+
+    async def _run_tasks(self, proc: Process, args: bytes, initialized: bool,
+                         task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """The task of a process, and then of each process started under its name while
+        its mailbox is parked (as a supervisor restarts it)."""
+        status: Any = task_status
+        report_init_failure = not initialized  # started with nursery.start
         while True:
-            await proc.run(args, False, True)
+            await proc.run(args, report_init_failure, initialized, task_status=status)
+            if isinstance(status, _Started):
+                status.fire()  # init failed, or was reported already
             name = proc.name
             if name is None or self._parked.get(name) is not proc.mailbox:
                 return
@@ -324,7 +359,9 @@ class Node:
                     del self._heirs[name]
             if heir.proc is None:
                 return
-            proc, args = heir.proc, heir.args
+            proc, args, report_init_failure = heir.proc, heir.args, False
+            initialized = heir.started is None
+            status = trio.TASK_STATUS_IGNORED if heir.started is None else heir.started
 
     def _spawn_from_guest(self, parent: Process, component: str, args: bytes) -> Pid:
         # Synchronous: the child's init runs inside the parent's host call, so the parent
@@ -341,7 +378,7 @@ class Node:
             proc._terminate(failure)
             raise SpawnFailed(failure)
         parent.children.add(proc.pid)
-        nursery.start_soon(self._run_inline, proc, args)
+        nursery.start_soon(self._run_tasks, proc, args, True)
         return proc.pid
 
     def _make_process(self, behaviour: Any, name: str | None, trap_exits: bool, keep: bool,

@@ -6,12 +6,12 @@ import pytest
 import trio
 import trio.testing
 
-from airssys_actors import CallFailed, CallTimeout, Node
+from airssys_actors import Actor, CallFailed, CallTimeout, Node, SpawnFailed
 from airssys_actors._reaper import Reaper
 from airssys_actors._wakeup import OneShot, Wakeup
 
 from ..conftest import component_path
-from .actors import Echo, Worker
+from .actors import Echo, FailingInit, Worker
 
 
 async def test_calls_leave_no_timers_behind(node):
@@ -208,14 +208,47 @@ async def test_a_process_restarted_under_its_parked_name_runs_in_the_dead_ones_t
     assert "w" not in node._heirs and len(node._nursery.child_tasks) == tasks - 1
 
 
-async def test_a_python_actor_taking_a_parked_name_dismisses_the_waiting_task(node):
-    await node.spawn(component_path("crasher.wat"), name="w", mailbox="keep")
+async def test_a_python_actor_restarted_under_its_parked_name_runs_in_the_dead_ones_task(node):
+    await node.spawn(Worker, name="w", mailbox="keep")
     tasks = len(node._nursery.child_tasks)
     with pytest.raises(CallFailed):
         await node.call("w", "crash")
     await trio.testing.wait_all_tasks_blocked()
-    assert "w" in node._heirs
-    await node.spawn(Echo, name="w", mailbox="keep")  # has its own task
-    await trio.testing.wait_all_tasks_blocked()
-    assert "w" not in node._heirs and len(node._nursery.child_tasks) == tasks
+    assert "w" in node._heirs and len(node._nursery.child_tasks) == tasks
+    # A different actor under the name takes the task over too, once its init ran.
+    successor = await node.spawn(Echo, name="w", mailbox="keep")
+    assert node.process_info(successor)["name"] == "w" and "w" not in node._heirs
     assert await node.call("w", "hello") == "hello"
+    assert len(node._nursery.child_tasks) == tasks
+
+
+async def test_an_init_that_fails_in_a_handed_over_task_fails_the_spawn_and_the_task_waits_on(node):
+    await node.spawn(Worker, name="w", mailbox="keep")
+    with pytest.raises(CallFailed):
+        await node.call("w", "crash")
+    await trio.testing.wait_all_tasks_blocked()
+    tasks = len(node._nursery.child_tasks)
+    with pytest.raises(SpawnFailed) as info:
+        await node.spawn(FailingInit, name="w", mailbox="keep")
+    assert "bad config" in str(info.value.reason)
+    await trio.testing.wait_all_tasks_blocked()
+    assert node.is_parked("w") and "w" in node._heirs and len(node._nursery.child_tasks) == tasks
+    await node.spawn(Echo, name="w", mailbox="keep")
+    assert await node.call("w", "again") == "again"
+
+
+async def test_a_spawn_cancelled_while_the_handed_over_init_runs_stops_that_process(node):
+    await node.spawn(Worker, name="w", mailbox="keep")
+    with pytest.raises(CallFailed):
+        await node.call("w", "crash")
+    await trio.testing.wait_all_tasks_blocked()
+    with trio.move_on_after(0.05) as scope:
+        await node.spawn(SlowInit, name="w", mailbox="keep")
+    assert scope.cancelled_caught
+    await trio.testing.wait_all_tasks_blocked()
+    assert node.whereis("w") is None and node.is_parked("w")  # killed; the name waits on
+
+
+class SlowInit(Actor):
+    async def init(self, ctx, args):
+        await trio.sleep(10)
