@@ -345,9 +345,11 @@ class Node:
         status: Any = task_status
         report_init_failure = not initialized  # started with nursery.start
         while True:
-            await proc.run(args, report_init_failure, initialized, task_status=status)
-            if isinstance(status, _Started):
-                status.fire()  # init failed, or was reported already
+            try:
+                await proc.run(args, report_init_failure, initialized, task_status=status)
+            finally:
+                if isinstance(status, _Started):
+                    status.fire()  # the spawner waits: init failed, or was reported already
             name = proc.name
             if name is None or self._parked.get(name) is not proc.mailbox:
                 return
