@@ -67,25 +67,22 @@ def _pack(obj: Any, out: bytearray, depth: int) -> None:
             data = obj.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise MsgpackError(f"str is not encodable as UTF-8: {exc}") from None
-        if len(data) < 32:
-            out.append(0xA0 | len(data))
-        else:
-            _pack_sized(len(data), out, 0xD9, 0xDA, 0xDB, "str")
+        _pack_header(len(data), out, "str", 0xDA, 0xDB, fix=0xA0, fix_below=32, b8=0xD9)
         out += data
     elif isinstance(obj, (bytes, bytearray, memoryview)):
         data = bytes(obj)
-        _pack_sized(len(data), out, 0xC4, 0xC5, 0xC6, "bin")
+        _pack_header(len(data), out, "bin", 0xC5, 0xC6, b8=0xC4)
         out += data
     elif isinstance(obj, (list, tuple)):
         if depth >= MAX_DEPTH:
             raise MsgpackError("nesting too deep")
-        _pack_len(len(obj), out, 0x90, 0xDC, 0xDD, "array")
+        _pack_header(len(obj), out, "array", 0xDC, 0xDD, fix=0x90, fix_below=16)
         for item in obj:
             _pack(item, out, depth + 1)
     elif isinstance(obj, dict):
         if depth >= MAX_DEPTH:
             raise MsgpackError("nesting too deep")
-        _pack_len(len(obj), out, 0x80, 0xDE, 0xDF, "map")
+        _pack_header(len(obj), out, "map", 0xDE, 0xDF, fix=0x80, fix_below=16)
         for key, value in obj.items():
             _pack(key, out, depth + 1)
             _pack(value, out, depth + 1)
@@ -93,20 +90,13 @@ def _pack(obj: Any, out: bytearray, depth: int) -> None:
         raise MsgpackError(f"cannot encode {type(obj).__name__}")
 
 
-def _pack_len(n: int, out: bytearray, fix: int, b16: int, b32: int, what: str) -> None:
-    if n < 16:
+def _pack_header(n: int, out: bytearray, what: str, b16: int, b32: int, *,
+                 fix: int | None = None, fix_below: int = 0, b8: int | None = None) -> None:
+    """The header of a str, bin, array or map of ``n`` items in its shortest form: fixed
+    (``fix | n`` below ``fix_below``), then 8-bit (if the type has one), 16- or 32-bit."""
+    if fix is not None and n < fix_below:
         out.append(fix | n)
-    elif n < 0x10000:
-        out += _pack_be(">BH", b16, n)
-    elif n < 0x100000000:
-        out += _pack_be(">BI", b32, n)
-    else:
-        raise MsgpackError(f"{what} too long")
-
-
-def _pack_sized(n: int, out: bytearray, b8: int, b16: int, b32: int, what: str) -> None:
-    """The header of a str or bin of ``n`` bytes, in its 8-, 16- or 32-bit form."""
-    if n < 0x100:
+    elif b8 is not None and n < 0x100:
         out += _pack_be(">BB", b8, n)
     elif n < 0x10000:
         out += _pack_be(">BH", b16, n)
