@@ -471,15 +471,11 @@ class Node:
         mailbox = self._parked.pop(name, None)
         if mailbox is None:
             return
-        self._dismiss_heir(name)
+        heir = self._heirs.pop(name, None)
+        if heir is not None:
+            heir.wake()  # with no process to run: the task waiting on the name ends
         self.registry.unregister(name)
         self._drop_mailbox(name, mailbox, reason)
-
-    def _dismiss_heir(self, name: str | None) -> None:
-        """End the task waiting to run the next process under ``name``, if there is one."""
-        heir = self._heirs.pop(name, None) if name is not None else None
-        if heir is not None:
-            heir.wake()
 
     def is_parked(self, name: str) -> bool:
         return name in self._parked
