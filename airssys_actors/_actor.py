@@ -4,7 +4,8 @@ mailbox, link, monitor and exit machinery as WASM guests. Supervisors are built 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from ._codec import UndecodableMessage, decode, encode
 from ._errors import ActorError

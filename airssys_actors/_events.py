@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 import attrs
 import trio

@@ -10,7 +10,7 @@ ever scans a mailbox (the Erlang lesson about large mailboxes).
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 import trio

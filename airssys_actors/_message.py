@@ -36,7 +36,7 @@ class Envelope:
     """A message in flight. Mutable and slotted because it is on the hot path; users
     see :class:`Message` instead."""
 
-    __slots__ = ("kind", "ref", "sender", "payload")
+    __slots__ = ("kind", "payload", "ref", "sender")
 
     def __init__(self, kind: int, ref: int, sender: Pid | None, payload: bytes) -> None:
         self.kind = kind

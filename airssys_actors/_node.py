@@ -13,7 +13,8 @@ import itertools
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -56,7 +57,7 @@ from ._wasm import Component, WasmBehaviour
 class _CallWaiter(OneShot):
     """A caller in Python awaiting a reply (fired by the reply, a failure or the timeout)."""
 
-    __slots__ = ("payload", "error", "target")
+    __slots__ = ("error", "payload", "target")
 
     def __init__(self, target: object) -> None:
         super().__init__()
@@ -71,7 +72,7 @@ class _Heir(Wakeup):
     supervised restart then reuses a task instead of ending one and starting one.
     ``started`` is set for a process whose ``init`` has yet to run (an async one)."""
 
-    __slots__ = ("proc", "args", "started")
+    __slots__ = ("args", "proc", "started")
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,7 +94,7 @@ class _Started(OneShot):
 class _RequestWaiter:
     """A process awaiting the reply to its own ``request`` (answered by a message)."""
 
-    __slots__ = ("proc", "timer", "target", "deadline")
+    __slots__ = ("deadline", "proc", "target", "timer")
 
     def __init__(self, proc: Process, target: object, deadline: float) -> None:
         self.proc = proc

@@ -17,7 +17,7 @@ microseconds of every restart, measured on a node that never idles). So the reap
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import trio
 import trio.testing

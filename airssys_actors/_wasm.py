@@ -25,7 +25,6 @@ from ._reasons import ExitReason, parse
 if TYPE_CHECKING:
     from wasmtime.component import Component as _Compiled
 
-    from ._node import Node
     from ._process import Process
 
 log = logging.getLogger("airssys_actors.guest")
@@ -297,7 +296,8 @@ class GuestHost:
 
     def reply(self, call: int, payload: bytes) -> None:
         proc = self.proc
-        if call not in proc.deferred and not (proc.current is not None and proc.current.kind == Kind.CALL and proc.current.ref == call):
+        current = proc.current
+        if call not in proc.deferred and not (current is not None and current.kind == Kind.CALL and current.ref == call):
             raise HostRefused(f"no call {call} to answer")
         self._check_size(payload)
         self.node._complete_call(call, payload, proc)

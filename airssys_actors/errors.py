@@ -18,7 +18,18 @@ from ._errors import (
 )
 
 __all__ = [
-    "ActorError", "CallFailed", "CallTimeout", "ComponentWorldMismatch", "InvalidComponent",
-    "MailboxClosed", "MailboxFull", "MessageTooLarge", "NameTaken", "NodeClosed",
-    "NoSuchProcess", "SpawnFailed", "UnencodableMessage", "UpgradeFailed",
+    "ActorError",
+    "CallFailed",
+    "CallTimeout",
+    "ComponentWorldMismatch",
+    "InvalidComponent",
+    "MailboxClosed",
+    "MailboxFull",
+    "MessageTooLarge",
+    "NameTaken",
+    "NoSuchProcess",
+    "NodeClosed",
+    "SpawnFailed",
+    "UnencodableMessage",
+    "UpgradeFailed",
 ]

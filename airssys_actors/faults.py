@@ -25,7 +25,8 @@ import fnmatch
 import random
 from collections import Counter
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
 
 import attrs
 import trio

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 import trio
 
@@ -86,7 +87,7 @@ async def cmd_call(server: ControlServer, to: str, message: Any, timeout: float 
 async def cmd_deploy(server: ControlServer, target: str, path: str, version: str | None = None,
                      strategy: str = "atomic", canary: int = 0, probe: Any = None) -> Any:
     file = Path(path)
-    if not file.is_file():
+    if not await trio.Path(file).is_file():
         raise ControlError(f"no such file: {path}")
     component = Component.load(file, version=version)
     report = await server.root.upgrade(target, component, strategy=strategy, canary=canary, probe=probe)

@@ -11,7 +11,8 @@ import os
 import socket as stdlib_socket
 import stat
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 import trio
 

@@ -7,7 +7,8 @@ library's exposition format over a minimal HTTP endpoint in the node's nursery.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import trio
 

@@ -34,11 +34,15 @@ def tree_view(tree: dict[str, Any]) -> Tree:
     return root
 
 
+NUMERIC_COLUMNS = frozenset({"mailbox", "restarts", "messages_in", "messages_out", "fuel_used", "memory", "handle_ms",
+                             "pause_ms", "state_bytes"})
+
+
 def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None,
           caption: str | None = None) -> Table:
     out = Table(title=title, caption=caption, header_style="bold")
     for column in columns:
-        out.add_column(column, justify="right" if column in ("mailbox", "restarts", "messages_in", "messages_out", "fuel_used", "memory", "handle_ms", "pause_ms", "state_bytes") else "left")
+        out.add_column(column, justify="right" if column in NUMERIC_COLUMNS else "left")
     for row in rows:
         out.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
     return out

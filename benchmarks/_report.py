@@ -30,7 +30,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 clock = time.perf_counter
 
@@ -304,11 +305,11 @@ def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any
         from rich.table import Table
     except ImportError:
         widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-        lines = [title, "  ".join(h.ljust(w) for h, w in zip(headers, widths)),
+        lines = [title, "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)),
                  "  ".join("-" * w for w in widths)]
         for r in cells:
             lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w)
-                                   for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+                                   for i, (c, w) in enumerate(zip(r, widths, strict=False))).rstrip())
         return "\n".join(lines) + "\n"
     buf = io.StringIO()
     console = Console(file=buf, width=width, force_terminal=False, color_system=None)
@@ -388,7 +389,7 @@ def base_report(benchmark: str, module: str, argv: Sequence[str] | None, size: s
         "command": command_line(module, argv),
         "python_executable": sys.executable,
         "cwd": os.getcwd(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "pin": pin,
         "load_average": {"before": load_average()},

@@ -67,6 +67,7 @@ from typing import Any
 import trio
 
 from . import _report as R
+import trio.lowlevel
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = ROOT / "examples" / "components" / "echo.wat"
@@ -158,7 +159,7 @@ class Bench:
                     if trio.current_time() > deadline:
                         self.probe_unrecovered += 1
                         return
-                    await (trio.sleep(0) if i < 5 else trio.sleep(0.001))
+                    await trio.sleep(0 if i < 5 else 0.001)
                     continue
                 self.probe_calls["answered" if reply == value else "wrong_reply"] += 1
                 self.probe_samples.append(time.time() - exited_at)
@@ -266,7 +267,7 @@ class Bench:
                         counts[type(exc).__name__] += 1
                         if now() > limit:
                             break
-                        await (trio.sleep(0) if attempt < 5 else trio.sleep(0.001))
+                        await trio.sleep(0 if attempt < 5 else 0.001)
                         continue
                     counts["answered" if reply == value else "wrong_reply"] += 1
                     answered_at[w] = now()
@@ -387,7 +388,7 @@ def analyse_run(raw: dict[str, Any], dead: dict[tuple[int, int], list[str]]) -> 
     steady_lag: list[float] = []
     steady_sent = steady_answered = steady_errors = 0
     tail_sent = tail_answered = 0
-    nb = int(math.ceil((duration + recovery) / BUCKET))
+    nb = math.ceil((duration + recovery) / BUCKET)
     b_answered = [0] * nb
     b_errors = [0] * nb
     b_lat: list[list[float]] = [[] for _ in range(nb)]
@@ -608,7 +609,8 @@ def build_report(cfg: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     events = restarts["event_counts"]
     restart_lat = R.latency_stats(restarts["samples_s"])
     crash_answer = R.latency_stats(result["probes"]["samples_s"])
-    thr_ratio = chaos["steady"]["answered_per_s"] / base["steady"]["answered_per_s"] if base["steady"]["answered_per_s"] else math.nan
+    base_rate = base["steady"]["answered_per_s"]
+    thr_ratio = chaos["steady"]["answered_per_s"] / base_rate if base_rate else math.nan
     p99_ratio = chaos["steady"]["latency_us"]["p99"] / base["steady"]["latency_us"]["p99"]
     recovery = chaos["sweep"].get("all_answered_s", math.inf)
     sweep_floor = base["sweep"].get("all_answered_s", math.inf)

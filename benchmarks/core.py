@@ -29,13 +29,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import msgpack
 import trio
 
 from . import _report
 from ._report import pin_to_one_core
+import trio.lowlevel
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = ROOT / "examples" / "components" / "echo.wat"
@@ -235,7 +237,7 @@ async def trio_task_spawn(n: int, buffer: int, use_start: bool) -> float:
         await recv.receive()
 
     async def task() -> None:
-        send, recv = trio.open_memory_channel[bytes](buffer)
+        _send, recv = trio.open_memory_channel[bytes](buffer)
         await recv.receive()
 
     checkpoint = trio.lowlevel.checkpoint
@@ -564,7 +566,7 @@ async def bench_send_nowait(echo: Any, n: int, repeats: int, capacity: int) -> l
                     send_nowait(pid, MESSAGE)
                 except MailboxFull:
                     while True:
-                        await trio.sleep(0)
+                        await trio.lowlevel.checkpoint()
                         try:
                             send_nowait(pid, MESSAGE)
                             break
@@ -743,10 +745,8 @@ async def _many(n: int, capacity: int) -> dict[str, Any]:
         result["spawn_us_per_process"] = result["spawn_seconds"] / n * 1e6
         result["gc_tracked_objects"] = len(gc.get_objects())
         try:
-            with open("/proc/self/maps") as f:
-                result["memory_mappings"] = sum(1 for _ in f)
-            with open("/proc/sys/vm/max_map_count") as f:
-                result["max_map_count"] = int(f.read())
+            result["memory_mappings"] = len(Path("/proc/self/maps").read_text().splitlines())  # noqa: ASYNC240
+            result["max_map_count"] = int(Path("/proc/sys/vm/max_map_count").read_text())  # noqa: ASYNC240
         except OSError:
             pass
         result["answered"] = answered
@@ -910,7 +910,7 @@ def render(report: dict[str, Any]) -> str:
     pin = report["pin"]
     title = (f"airssys-actors core benchmarks ({report['size']}), {report['date']}, "
              f"{report['machine']['cpu_count']} CPUs, pinned to one core: "
-             f"{'yes (cpu %s)' % pin['cpu'] if pin['pinned'] else 'no'}")
+             f"{'yes (cpu {})'.format(pin['cpu']) if pin['pinned'] else 'no'}")
     try:
         from rich.console import Console
         from rich.table import Table
@@ -947,7 +947,7 @@ def render(report: dict[str, Any]) -> str:
         return lines
 
     lines = [title, ""]
-    lines += aligned([headers] + body, {1, 2, 3, 5})
+    lines += aligned([headers, *body], {1, 2, 3, 5})
     lines += ["", "floors (medians)", ""]
     lines += aligned([["floor", "median", "min .. max, what"]] + [list(r) for r in floors], {1})
     return "\n".join(lines) + "\n"
@@ -962,7 +962,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"on {m['cpu_count']} CPUs ({m['cpu_model']}), Python {m['python']}, wasmtime-py {m['wasmtime']}, "
         f"trio {m['trio']}, msgpack {m['msgpack']}; commit {str((m.get('git') or {}).get('commit'))[:12]}"
         f"{' + uncommitted runtime changes' if (m.get('git') or {}).get('runtime_dirty') else ''}; pinned to one core: "
-        f"{'yes (cpu %s)' % pin['cpu'] if pin.get('pinned') else 'no'}. Medians of {report['sizes']['repeats']} runs.",
+        f"{'yes (cpu {})'.format(pin['cpu']) if pin.get('pinned') else 'no'}. Medians of {report['sizes']['repeats']} runs.",
         "",
         "| figure | measured | floor | ratio | target | cpu wait | status |",
         "| --- | ---: | ---: | ---: | --- | ---: | --- |",
@@ -976,7 +976,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "| floor | median | min .. max | cpu wait | what |", "| --- | ---: | --- | ---: | --- |"]
     for key, v in report["floors"].items():
         wait = fmt_wait((contention_of.get(key) or {}).get("runqueue_wait_fraction"))
-        lines.append(f"| `{key}` | {fmt_us(v['median'])} | {fmt_us(v['min'])} .. {fmt_us(v['max'])} | {wait} | {v.get('what', '')} |")
+        spread = f"{fmt_us(v['min'])} .. {fmt_us(v['max'])}"
+        lines.append(f"| `{key}` | {fmt_us(v['median'])} | {spread} | {wait} | {v.get('what', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -1035,7 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "command": shlex.join([sys.executable, "-m", "benchmarks.core", *(argv if argv is not None else sys.argv[1:])]),
         "cwd": os.getcwd(),
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "size": args.size,
         "sizes": size,
         "message_payload_bytes": len(PAYLOAD),

@@ -275,7 +275,7 @@ def render(report: dict[str, Any]) -> str:
         ])
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for j, r in enumerate(table):
-        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))))
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "restart",
         "size": args.size,
         "command": "python -m benchmarks.restart " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "machine": R.machine_info(),
         "pin": pin,
         "load_average": {"before": load_before, "after": R.load_average()},

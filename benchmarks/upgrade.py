@@ -75,6 +75,7 @@ import msgpack
 import trio
 
 from . import _report as R
+import trio.lowlevel
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOB = ROOT / "examples" / "components" / "blob.wat"
@@ -405,7 +406,7 @@ async def measure_stall(component: Any, count: int, size: int, versions: _Versio
                 now = clock()
                 gaps.append(now - last)
                 last = now
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(caller)
@@ -504,7 +505,7 @@ def profile(path: str) -> dict[str, str]:
     for label, count, s, repeats in (("1mib", 5, MiB, 1), ("small", 1000, 100, 2)):
         prof = cProfile.Profile()
 
-        async def run() -> None:
+        async def run(count: int = count, s: int = s, repeats: int = repeats, prof: cProfile.Profile = prof) -> None:
             import supervisors
             from airssys_actors import Node
 
@@ -537,7 +538,7 @@ def _table(header: list[str], body: list[list[str]], left: int) -> list[str]:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = []
     for j, r in enumerate(table):
-        lines.append("  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        lines.append("  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))))
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     return lines
@@ -622,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "upgrade",
         "size": args.size,
         "command": "python -m benchmarks.upgrade " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "machine": R.machine_info(),
         "pin": pin,
         "load_average": {"before": load_before, "after": R.load_average()},

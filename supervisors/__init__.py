@@ -22,6 +22,15 @@ from ._upgrade import UpgradeReport as UpgradeReport
 from airssys_actors import UpgradeFailed as UpgradeFailed
 
 __all__ = [
-    "Child", "ChildInfo", "InvalidChildSpec", "Supervisor", "SupervisorError", "SupervisorRef",
-    "check_child_specs", "start", "ProcessUpgrade", "UpgradeReport", "UpgradeFailed",
+    "Child",
+    "ChildInfo",
+    "InvalidChildSpec",
+    "ProcessUpgrade",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorRef",
+    "UpgradeFailed",
+    "UpgradeReport",
+    "check_child_specs",
+    "start",
 ]

@@ -6,7 +6,7 @@ past construction the runtime trusts the record.
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import attrs
 
@@ -16,7 +16,7 @@ STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one"
 RESTARTS = ("permanent", "transient", "temporary")
 MAILBOX_MODES = ("keep", "drop")
 
-Shutdown = Union[float, int, str]
+Shutdown = float | int | str
 """Seconds to wait after asking to shut down, ``"brutal_kill"`` or ``"infinity"``."""
 
 

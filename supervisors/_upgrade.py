@@ -17,7 +17,8 @@ rest; a failing canary is changed back.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import attrs
 import trio

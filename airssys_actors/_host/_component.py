@@ -57,7 +57,7 @@ def _same_func(a: Any, b: Any) -> bool:
     pa, pb = a.params, b.params
     if len(pa) != len(pb):
         return False
-    for (na, ta), (nb, tb) in zip(pa, pb):
+    for (na, ta), (nb, tb) in zip(pa, pb, strict=False):
         if na != nb or not ta == tb:
             return False
     ra, rb = a.result, b.result

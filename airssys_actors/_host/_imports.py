@@ -11,7 +11,8 @@ a message (crashing that process only).
 from __future__ import annotations
 
 import ctypes
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 import wasmtime
 from wasmtime import _ffi as ffi

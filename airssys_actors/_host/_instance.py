@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
-from ctypes import byref
+from functools import partial
 from typing import Any, Protocol
 
 import attrs
@@ -367,10 +367,10 @@ class GuestInstance:
         try:
             self._arm()
             if self._memories is None:
-                instance = self._enter(lambda: link.instantiate(store, component))
+                instance = self._enter(partial(link.instantiate, store, component))
             else:
                 with _memory.attributing(self._memories):
-                    instance = self._enter(lambda: link.instantiate(store, component))
+                    instance = self._enter(partial(link.instantiate, store, component))
         except BaseException:
             self.close()
             raise
@@ -380,7 +380,7 @@ class GuestInstance:
         base = ctypes.addressof(block)
         funcs = [base + _O_FUNCS + i * ctypes.sizeof(_FuncT) for i in range(len(EXPORTS))]
         instance_addr = ctypes.addressof(instance._instance)
-        for func, (name, index) in zip(funcs, info.exports.items()):
+        for func, (name, index) in zip(funcs, info.exports.items(), strict=False):
             found = _get_func(instance_addr, self._key, index.ptr(), func)
             assert found, name
         self._init_func, self._handle_func, self._snapshot_func, self._upgrade_func = funcs

@@ -65,7 +65,7 @@ def _round_up(n: int) -> int:
 class Region:
     """One linear memory: where it is mapped and how much of it the guest may use."""
 
-    __slots__ = ("mapping", "mapped", "base", "size", "accessible", "capacity")
+    __slots__ = ("accessible", "base", "capacity", "mapped", "mapping", "size")
 
     def __init__(self, mapping: int, mapped: int, base: int, capacity: int) -> None:
         self.mapping = mapping  # start of the whole mapping, front guard included

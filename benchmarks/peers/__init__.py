@@ -44,7 +44,8 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import msgpack
 import trio
@@ -162,7 +163,7 @@ async def airssys_restart(n: int, warmup: int) -> list[float]:
 class _Reply:
     """A one-shot reply slot, as a call needs: an Event and the value (or an error)."""
 
-    __slots__ = ("event", "value", "error")
+    __slots__ = ("error", "event", "value")
 
     def __init__(self) -> None:
         self.event = trio.Event()
@@ -527,7 +528,7 @@ def draw(results: dict[str, Any]) -> Any:
                     xs.append(i + (j - 1) * width)
                     ys.append(d["us_per_op"])
             ax.bar(xs, ys, width=width, color=colors[peer], label=peer)
-            for x, y in zip(xs, ys):
+            for x, y in zip(xs, ys, strict=False):
                 ax.text(x, y * 1.08, f"{y:,.0f}" if y >= 10 else f"{y:.1f}", ha="center", fontsize=7)
         ax.set_xticks(range(len(shapes)))
         ax.set_xticklabels([LABELS[s] for s in shapes], fontsize=8)

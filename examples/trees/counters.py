@@ -50,7 +50,7 @@ def check(condition: bool, what: str) -> None:
 async def show(root: SupervisorRef) -> list[Any]:
     rows = await root.which_children()
     for r in rows:
-        print(f"    {r.id:<4} {str(r.pid):<11} {r.name:<10} {r.component}@{r.version}")
+        print(f"    {r.id:<4} {r.pid!s:<11} {r.name:<10} {r.component}@{r.version}")
     return rows
 
 

@@ -137,7 +137,7 @@ async def show_children(title: str, sup: SupervisorRef) -> dict[str, Any]:
     print(f"  {title}")
     print(f"    {'id':<10} {'pid':<10} {'type':<11} {'name':<12} {'component':<10} {'restarts':>8}  last reason")
     for r in rows:
-        print(f"    {r.id:<10} {str(r.pid):<10} {r.type:<11} {r.name or '-':<12} {r.component:<10} "
+        print(f"    {r.id:<10} {r.pid!s:<10} {r.type:<11} {r.name or '-':<12} {r.component:<10} "
               f"{r.restarts:>8}  {r.last_reason or '-'}")
     return {r.id: r for r in rows}
 

@@ -110,7 +110,7 @@ def lines(n: int) -> list[str]:
 async def show_children(sup: SupervisorRef) -> dict[str, Any]:
     rows = await sup.which_children()
     for r in rows:
-        print(f"    {r.id:<7} {str(r.pid):<11} {r.name:<16} restarts={r.restarts:<3} {r.last_reason or ''}")
+        print(f"    {r.id:<7} {r.pid!s:<11} {r.name:<16} restarts={r.restarts:<3} {r.last_reason or ''}")
     return {r.id: r for r in rows}
 
 

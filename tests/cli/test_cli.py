@@ -172,9 +172,9 @@ def test_logs_show_events(running_node):
 
 
 def test_ctrl_c_stops_the_tree_in_reverse_order(running_node):
-    env, socket, proc = running_node
+    _env, socket, proc = running_node
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopped." in err
     assert not socket.exists()

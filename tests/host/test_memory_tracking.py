@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from airssys_actors import Actor, Component, encode, memory_tracked, track_memory
+from airssys_actors import Actor, memory_tracked, track_memory
 
 from ..conftest import COMPONENTS, GUESTS, PYTHON_GUEST, ROOT
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from airssys_actors import Capabilities
+from airssys_actors import CallFailed, Capabilities
 from airssys_actors._capabilities import matches
 
 from ..runtime.actors import Recorder
@@ -108,7 +108,7 @@ async def test_every_import_that_reaches_another_process_is_denied_without_a_gra
     assert node.is_alive(pinger)
     # nothing was set up behind the denials: the target's crash does not reach the pinger
     assert node.process_info(pinger)["links"] == []
-    with pytest.raises(Exception):
+    with pytest.raises(CallFailed):
         await node.call(target, "crash")
     await trio.sleep(0.01)
     assert node.is_alive(pinger)

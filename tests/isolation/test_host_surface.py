@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import stat
 
-import pytest
 import trio
 
 from airssys_cli.control import ControlServer

@@ -66,7 +66,7 @@ async def test_a_busy_node_releases_dead_instances_past_the_backlog():
     assert released == list(range(3, 10))
     assert reaper.pending == 3
     reaper.close()
-    assert released == list(range(3, 10)) + [0, 1, 2]
+    assert released == [*list(range(3, 10)), 0, 1, 2]
     reaper.retire(lambda: released.append(10))  # closed: released at once
     assert released[-1] == 10
 

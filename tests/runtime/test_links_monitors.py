@@ -4,6 +4,7 @@ import trio
 from airssys_actors import ActorError, ExitReason, Kind, NoSuchProcess, Pid
 
 from .actors import Recorder, Worker
+import trio.lowlevel
 
 
 async def test_link_propagates_abnormal_exits_both_ways(node):
@@ -73,7 +74,7 @@ async def test_monitor_of_a_dead_process_is_down_noproc_at_once(node):
             self.ref = ctx.monitor(target)
 
     mon = await node.spawn(Monitoring)
-    await trio.sleep(0)
+    await trio.lowlevel.checkpoint()
     log = await node.call(mon, "log")
     assert log == [["down", str(target), "noproc"]]
     assert watcher

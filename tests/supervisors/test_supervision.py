@@ -221,7 +221,7 @@ async def test_simple_one_for_one(node):
     await trio.testing.wait_all_tasks_blocked()
     rows = await pool.which_children()
     assert len(rows) == 3 and pids[1] not in [r.pid for r in rows]
-    restarted = [r.pid for r in rows if r.pid not in pids][0]
+    restarted = next(r.pid for r in rows if r.pid not in pids)
     assert await node.call(restarted, "x") == ["w1", 1]  # same extra args
     await pool.terminate_child(str(pids[0]))
     assert (await pool.count_children())["active"] == 2

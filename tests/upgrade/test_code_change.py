@@ -7,6 +7,7 @@ from airssys_actors import Component, UpgradeFailed
 
 from ..conftest import component_path
 from ..runtime.actors import Worker
+import itertools
 
 V1 = component_path("counter.wat")
 V2 = component_path("counter_v2.wat")
@@ -115,7 +116,7 @@ async def test_a_long_atomic_change_lets_the_rest_of_the_node_run(node):
     assert len(report.processes) == 400
     # Every process paused for about the whole change, but the node was held for a
     # slice at a time: the bystander's calls went on meanwhile.
-    longest = max(b - a for a, b in zip(answered, answered[1:]))
+    longest = max(b - a for a, b in itertools.pairwise(answered))
     assert longest < report.seconds / 2, (longest, report.seconds)
 
 

@@ -12,6 +12,7 @@ from airssys_actors import (
 from supervisors import Child, Supervisor, SupervisorError
 
 from ..conftest import component_path
+import trio.lowlevel
 
 V1 = component_path("counter.wat")
 V2 = component_path("counter_v2.wat")
@@ -171,7 +172,7 @@ async def test_call_in_flight_during_an_upgrade_is_answered(node):
     async with trio.open_nursery() as nursery:
         for i in range(50):
             nursery.start_soon(caller, i)
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         await root.upgrade("c0", V2, version="v2")
     assert sorted(results) == list(range(1, 51))
 
@@ -187,7 +188,7 @@ class Collector(Actor):
             for i in range(self.count):
                 await ctx.send(self.target, [str(ctx.pid), i])
                 if i % 100 == 0:
-                    await trio.sleep(0)
+                    await trio.lowlevel.checkpoint()
             return "sent"
         if msg.kind == Kind.CALL and msg.value == "got":
             return self.got

@@ -27,7 +27,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-__all__ = ["MsgpackError", "packb", "unpackb", "hashable_key", "MAX_DEPTH"]
+__all__ = ["MAX_DEPTH", "MsgpackError", "hashable_key", "packb", "unpackb"]
 
 #: Deepest nesting of arrays and maps accepted in either direction.
 MAX_DEPTH = 128

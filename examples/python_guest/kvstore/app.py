@@ -28,7 +28,7 @@ snapshot(): {"version": 1, "data": {...}}; upgrade() takes exactly that back.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import wit_world
 from componentize_py_types import Err
@@ -72,14 +72,14 @@ def _sorted_keys() -> list:
     return sorted(_data, key=_sort_rank)
 
 
-def _check_data(obj: Any) -> Optional[dict]:
+def _check_data(obj: Any) -> dict | None:
     """The dict of a {"data": {...}} map, or None when obj is not of that shape."""
     if isinstance(obj, dict) and isinstance(obj.get("data"), dict):
         return obj["data"]
     return None
 
 
-def _call(request: Any, call_id: int) -> Optional[bytes]:
+def _call(request: Any, call_id: int) -> bytes | None:
     """Answer one call: the msgpack reply, or None when it is answered with host.reply."""
     if isinstance(request, list) and request:
         op, args = request[0], request[1:]
@@ -124,7 +124,7 @@ def _cast(request: Any) -> None:
         _data[key] = request[2]
 
 
-def _handle(msg: Envelope) -> Optional[bytes]:
+def _handle(msg: Envelope) -> bytes | None:
     kind = msg.kind
     if isinstance(kind, Kind_Call):
         try:
@@ -156,7 +156,7 @@ class WitWorld(wit_world.WitWorld):
             raise Err('bad init args: expected nil or {"data": {...}}')
         _data = dict(data)
 
-    def handle(self, msg: Envelope) -> Optional[bytes]:
+    def handle(self, msg: Envelope) -> bytes | None:
         try:
             return _handle(msg)
         except Err:
