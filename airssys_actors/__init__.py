@@ -38,7 +38,7 @@ from ._events import Event as Event
 from ._events import Subscription as Subscription
 from ._host._engine import memory_tracked as memory_tracked
 from ._host._engine import track_memory as track_memory
-from ._host._instance import Limits as Limits
+from ._limits import Limits as Limits
 from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._message import Kind as Kind
 from ._message import Message as Message

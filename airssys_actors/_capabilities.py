@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import attrs
 
+from ._checks import whole_number
+
 
 def _patterns(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
@@ -51,6 +53,10 @@ class Preopen:
     """False: read-only (files and the directory); True: the guest may create and write."""
 
 
+def _count(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    whole_number(f"Capabilities.{attribute.name}", value, minimum=0)
+
+
 def _env(value: object) -> tuple[tuple[str, str], ...]:
     items = value.items() if isinstance(value, dict) else value
     return tuple((str(k), str(v)) for k, v in items)  # type: ignore[union-attr]
@@ -78,9 +84,9 @@ class Capabilities:
     message itself and reply to calls it received."""
     spawn: tuple[str, ...] = attrs.field(default=(), converter=_patterns)
     """Component names it may spawn (patterns as for ``send``)."""
-    max_children: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    max_children: int = attrs.field(default=0, validator=_count)
     """How many processes it spawned may be alive at once."""
-    timers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    timers: int = attrs.field(default=0, validator=_count)
     """How many timers it may have pending at once (0: may not set timers)."""
     wasi: WasiGrant | None = None
     """WASI access (files, environment); None: none."""

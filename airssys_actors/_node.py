@@ -21,6 +21,7 @@ import trio
 
 from ._actor import Actor, PythonBehaviour
 from ._capabilities import NO_CAPABILITIES, Capabilities
+from ._checks import InvalidType, finite_seconds, positive_int, whole_number
 from ._codechange import CodeChange, PreloadedCode
 from ._codechange import preload as preload_code_change
 from ._codechange import prepare as prepare_code_change
@@ -41,7 +42,7 @@ from ._errors import (
 from ._events import EventBus, Subscription
 from .faults import Faults
 from ._host._engine import engine_host
-from ._host._instance import Limits
+from ._limits import MAX_MESSAGE_LIMIT, Limits
 from ._mailbox import Mailbox
 from ._message import KIND_NAME, Envelope, Kind
 from ._pid import Pid
@@ -136,8 +137,14 @@ class Node:
         shutdown_timeout: float = 5.0,
         registry: Registry | None = None,
     ) -> None:
-        if mailbox_capacity < 1:
-            raise ValueError(f"mailbox_capacity must be at least 1, got {mailbox_capacity}")
+        # Every number is checked here, naming the parameter, so none reaches trio.
+        mailbox_capacity = positive_int("mailbox_capacity", mailbox_capacity)
+        if max_message is not None:
+            max_message = positive_int("max_message", max_message, maximum=MAX_MESSAGE_LIMIT)
+        dead_letter_capacity = whole_number("dead_letter_capacity", dead_letter_capacity)
+        shutdown_timeout = finite_seconds("shutdown_timeout", shutdown_timeout)
+        if limits is not None and not isinstance(limits, Limits):
+            raise InvalidType("limits", limits, "a Limits or None")
         self.name = name
         self.mailbox_capacity = mailbox_capacity
         if limits is None:
@@ -287,6 +294,14 @@ class Node:
             raise ValueError("link=True and monitor=True refer to the calling process: call spawn from inside a process")
         if mailbox not in ("drop", "keep"):
             raise ValueError(f"mailbox must be 'drop' or 'keep', got {mailbox!r}")
+        if mailbox_capacity is not None:
+            mailbox_capacity = positive_int("mailbox_capacity", mailbox_capacity)
+        if limits is not None and not isinstance(limits, Limits):
+            raise InvalidType("limits", limits, "a Limits or None")
+        if capabilities is not None and not isinstance(capabilities, Capabilities):
+            raise InvalidType("capabilities", capabilities, "a Capabilities or None")
+        if name is not None and not isinstance(name, str):
+            raise InvalidType("name", name, "a str or None")
         payload = encode(args, self.max_message)
         behaviour = self._behaviour(component, limits, capabilities, threaded)
         proc = self._make_process(behaviour, name, trap_exits, mailbox == "keep", mailbox_capacity, parent)
@@ -602,6 +617,9 @@ class Node:
 
     async def call_bytes(self, to: Pid | str, payload: bytes, timeout: float = 5.0) -> bytes:
         """:meth:`call` with msgpack bytes in and out (no encoding on this side)."""
+        timeout = finite_seconds("timeout", timeout)
+        if not isinstance(payload, (bytes, bytearray)):
+            raise InvalidType("payload", payload, "bytes")
         if len(payload) > self.max_message:
             raise MessageTooLarge(len(payload), self.max_message)
         deadline = trio.current_time() + timeout
@@ -717,6 +735,7 @@ class Node:
         message with that id; anything else arrives as a cast. A timer whose target is
         gone when it fires becomes a dead letter.
         """
+        delay = finite_seconds("delay", delay)
         payload = encode(message, self.max_message)
         proc = current_process.get()
         if proc is not None and proc.node is self:

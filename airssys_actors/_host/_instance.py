@@ -15,11 +15,11 @@ import time
 from functools import partial
 from typing import Any, Protocol
 
-import attrs
 import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 
+from .._limits import Limits as Limits
 from . import _abi, _memory
 from ._engine import TICK_SECONDS, engine_host
 from ._component import imports_wasi
@@ -182,24 +182,6 @@ def _info(component: cm.Component) -> _ComponentInfo:
         info = _INFO[id(component)] = _ComponentInfo(component)
         component._airssys_info = info  # keep the id stable for the component's lifetime
     return info
-
-
-@attrs.frozen
-class Limits:
-    """Resource limits of one process; ``None`` means unlimited."""
-
-    fuel: int | None = 1_000_000_000
-    """Fuel (roughly wasm instructions) per call into the guest: reason ``out_of_fuel``."""
-    deadline: float | None = 5.0
-    """Wall-clock seconds per call into the guest: reason ``deadline``."""
-    memory: int | None = 256 << 20
-    """Bytes of linear memory per instance: growth past it fails."""
-    table_elements: int | None = 100_000
-    max_message: int = 1 << 20
-    """Largest message, in encoded bytes, it may send or receive."""
-    max_pending: int = 10_000
-    """Outstanding requests and monitors a guest may hold at once (host calls past it
-    return ``err``)."""
 
 
 class WasiGrantLike(Protocol):
