@@ -45,19 +45,25 @@ def finite_seconds(name: str, value: object, *, minimum: float = 0.0, exclusive:
                    maximum: float = math.inf) -> float:
     """``value`` as a float number of seconds: a real number (not a bool), not NaN, not
     infinite, ``>= minimum`` (``> minimum`` with ``exclusive``) and ``<= maximum``."""
+    return finite_number(name, value, minimum=minimum, exclusive=exclusive, maximum=maximum, noun="number of seconds")
+
+
+def finite_number(name: str, value: object, *, minimum: float = 0.0, exclusive: bool = False,
+                  maximum: float = math.inf, noun: str = "number") -> float:
+    """:func:`finite_seconds` for any quantity (a rate, a weight)."""
     kind = type(value)
     if kind is not float and kind is not int:  # the common cases first: this is on hot paths
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise InvalidType(name, value, "a number of seconds")
+            raise InvalidType(name, value, f"a {noun}")
     try:
-        seconds = float(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]
     except OverflowError:  # an int too large for a float
-        seconds = math.inf
-    if math.isfinite(seconds) and (seconds > minimum or (seconds == minimum and not exclusive)) and seconds <= maximum:
-        return seconds
+        number = math.inf
+    if math.isfinite(number) and (number > minimum or (number == minimum and not exclusive)) and number <= maximum:
+        return number
     low = f"> {minimum:g}" if exclusive else f">= {minimum:g}"
     high = "" if maximum == math.inf else f" and <= {maximum:g}"
-    raise InvalidValue(name, value, f"a finite number of seconds {low}{high}")
+    raise InvalidValue(name, value, f"a finite {noun} {low}{high}")
 
 
 def whole_number(name: str, value: object, *, minimum: int = 0, maximum: int | None = None) -> int:

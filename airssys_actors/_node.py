@@ -55,6 +55,11 @@ from ._wakeup import OneShot, Wakeup
 from ._wasm import Component, WasmBehaviour
 
 
+NODE_STOPPED = "node_stopped"
+"""The dead-letter reason of a message still waiting on a timer (``send_after``, an
+injected delay) when its node stopped."""
+
+
 class _CallWaiter(OneShot):
     """A caller in Python awaiting a reply (fired by the reply, a failure or the timeout)."""
 
@@ -192,6 +197,9 @@ class Node:
                 await self._stop_all()
         finally:
             self.closing = True
+            # Timers still pending carry messages no one will deliver now: each becomes a
+            # dead letter (``node_stopped``), a delayed call's caller is told at once.
+            self.timers.close()
             self._nursery.cancel_scope.cancel()
             self.events.close()
             # The nursery only holds the node's own tasks, all cancelled by now: an
@@ -736,11 +744,14 @@ class Node:
         gone when it fires becomes a dead letter.
         """
         delay = finite_seconds("delay", delay)
+        if self._nursery is None or self.timers.closed:
+            raise NodeClosed(f"node {self.name} is not running")
         payload = encode(message, self.max_message)
         proc = current_process.get()
         if proc is not None and proc.node is self:
             return self._send_after_bytes(proc, to, payload, delay)
-        return self.timers.schedule(delay, lambda: self._fire(None, to, 0, payload))
+        return self.timers.schedule(delay, lambda: self._fire(None, to, 0, payload),
+                                    lambda: self._timer_dropped(None, to, payload))
 
     def _send_after_bytes(self, proc: Process, to: Pid | str, payload: bytes, delay: float) -> int:
         holder: list[int] = []
@@ -749,7 +760,7 @@ class Node:
             proc.timers.discard(holder[0])
             self._fire(proc, to, holder[0], payload)
 
-        timer = self.timers.schedule(delay, fire)
+        timer = self.timers.schedule(delay, fire, lambda: self._timer_dropped(proc, to, payload))
         holder.append(timer)
         proc.timers.add(timer)
         return timer
@@ -764,6 +775,10 @@ class Node:
             self._deliver_nowait(to, env)
         except (NoSuchProcess, ActorError) as exc:
             self._dead_letter(to, env, "timer_target_gone" if isinstance(exc, NoSuchProcess) else "mailbox_full")
+
+    def _timer_dropped(self, owner: Process | None, to: Pid | str, payload: bytes) -> None:
+        """The node stopped before the timer fired: its message is a dead letter."""
+        self._dead_letter(to, Envelope(Kind.CAST, 0, None if owner is None else owner.pid, payload), NODE_STOPPED)
 
     def cancel_timer(self, timer: int) -> bool:
         """Cancel a timer; False if it already fired or never existed."""

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Callable
 import attrs
 import trio
 
+from ._checks import InvalidType, InvalidValue, finite_number, finite_seconds, positive_int
 from ._errors import NoSuchProcess
 from ._message import Envelope, Kind
 from ._pid import Pid
@@ -53,6 +54,13 @@ MESSAGE_FAULTS = {
     "memory": ExitReason("memory_limit", "injected fault: memory limit exceeded"),
 }
 DROPPED = ExitReason("noconnection", "message dropped by fault injection")
+NODE_STOPPED = ExitReason("shutdown", "node_stopped: the node stopped before a delayed message was delivered")
+"""What the caller of a call held back by an injected delay gets if the node stops first."""
+
+
+def _check_target(target: object) -> None:
+    if not isinstance(target, (Pid, str)):
+        raise InvalidType("target", target, "a Pid or a registered name")
 
 
 class Faults:
@@ -64,6 +72,7 @@ class Faults:
         self.injected: Counter[str] = Counter()
 
     def _proc(self, target: Pid | str) -> Process:
+        _check_target(target)
         proc = self._node._resolve(target)
         if proc is None or not proc.alive:
             raise NoSuchProcess(target)
@@ -71,6 +80,7 @@ class Faults:
 
     def kill(self, target: Pid | str) -> None:
         """Kill it now (untrappable): reason ``killed``."""
+        _check_target(target)
         self._node.kill(target)
         self.injected["kill"] += 1
 
@@ -96,6 +106,9 @@ class Faults:
 
     def fail_next_init(self, name: str, times: int = 1) -> None:
         """The next ``times`` processes started under ``name`` fail ``init``."""
+        if not isinstance(name, str) or not name:
+            raise InvalidType("name", name, "a registered name (a non-empty str)")
+        times = positive_int("times", times)
         self._init_failures[name] += times
         self.injected["init"] += 1
 
@@ -131,7 +144,12 @@ class Faults:
         queue.append([count, take])
 
     def delay(self, target: Pid | str, seconds: float, count: int = 1) -> None:
-        """Its next ``count`` messages are delivered ``seconds`` late (in order)."""
+        """Its next ``count`` messages are delivered ``seconds`` late (in order).
+
+        A message still held back when the node stops becomes a dead letter with reason
+        ``node_stopped`` (a delayed call fails at once with that reason)."""
+        seconds = finite_seconds("seconds", seconds)
+        count = positive_int("count", count)
         mailbox = self._proc(target).mailbox
         node = self._node
 
@@ -144,7 +162,15 @@ class Faults:
                         node._fail_call(env.ref, NOPROC, target)
                     node._dead_letter(target, env, f"delayed: {type(exc).__name__}")
 
-            node.timers.schedule(seconds, deliver)
+            def node_stopped() -> None:
+                if env.kind == Kind.CALL:
+                    node._fail_call(env.ref, NODE_STOPPED, target)
+                node._dead_letter(target, env, "node_stopped")
+
+            if node.timers.closed:  # the node has stopped: nothing will fire any more
+                node_stopped()
+            else:
+                node.timers.schedule(seconds, deliver, node_stopped)
 
         self._intercept(target, count, later)
         self.injected["delay"] += 1
@@ -152,6 +178,7 @@ class Faults:
     def drop(self, target: Pid | str, count: int = 1) -> None:
         """Its next ``count`` messages are dropped: each becomes a dead letter and a
         dropped call fails at once with reason ``noconnection``."""
+        count = positive_int("count", count)
         node = self._node
 
         def lose(env: Envelope) -> None:
@@ -165,6 +192,8 @@ class Faults:
     def clear(self, target: Pid | str | None = None) -> None:
         """Disarm faults armed but not triggered yet (on ``target``, or everywhere):
         per-message faults, delays and drops. Pending init failures are forgotten too."""
+        if target is not None:
+            _check_target(target)
         procs = list(self._node._processes.values()) if target is None else [self._proc(target)]
         for proc in procs:
             proc.fault = None
@@ -173,7 +202,13 @@ class Faults:
             self._init_failures.clear()
 
     def inject(self, target: Pid | str, kind: str, *, seconds: float = 0.05, count: int = 1) -> None:
-        """Inject a fault by kind name (one of :data:`KINDS`)."""
+        """Inject a fault by kind name (one of :data:`KINDS`). Every argument is checked
+        first, whatever the kind: ``seconds`` finite and >= 0, ``count`` an int >= 1."""
+        _check_target(target)
+        if not isinstance(kind, str) or kind not in KINDS:
+            raise InvalidValue("kind", kind, f"one of {', '.join(KINDS)}")
+        seconds = finite_seconds("seconds", seconds)
+        count = positive_int("count", count)
         if kind == "kill":
             self.kill(target)
         elif kind in MESSAGE_FAULTS:
@@ -208,18 +243,26 @@ class ChaosScheduler:
 
     def __init__(self, node: Node, pattern: str, rate: float, *, mix: dict[str, float] | None = None,
                  seed: int = 0, delay: float = 0.05, count: int = 1) -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be > 0, got {rate}")
+        if not isinstance(pattern, str):
+            raise InvalidType("pattern", pattern, "a name pattern (str)")
+        rate = finite_number("rate", rate, exclusive=True, noun="number of faults per second")
+        mix = dict(DEFAULT_MIX if mix is None else mix)
+        unknown = set(mix) - set(KINDS)
+        if unknown:
+            raise InvalidValue("mix", sorted(unknown, key=str), f"fault kinds from {', '.join(KINDS)}")
+        for kind, weight in mix.items():
+            finite_number(f"mix[{kind!r}]", weight, noun="weight")
+        if not any(mix.values()):
+            raise InvalidValue("mix", mix, "weights with at least one above 0")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidType("seed", seed, "an integer")
         self.node = node
         self.pattern = pattern
         self.rate = rate
-        self.mix = dict(mix or DEFAULT_MIX)
-        unknown = set(self.mix) - set(KINDS)
-        if unknown:
-            raise ValueError(f"unknown fault kinds in mix: {sorted(unknown)}")
+        self.mix = mix
         self.random = random.Random(seed)
-        self.delay = delay
-        self.count = count
+        self.delay = finite_seconds("delay", delay)
+        self.count = positive_int("count", count)
         self.injections: list[Injection] = []
         self.skipped = 0
         self._names: list[str] = []
@@ -260,6 +303,8 @@ class ChaosScheduler:
 
     async def run(self, duration: float | None = None) -> None:
         """Inject at a steady rate for ``duration`` seconds (or until cancelled)."""
+        if duration is not None:
+            duration = finite_seconds("duration", duration)
         period = 1.0 / self.rate
         start = trio.current_time()
         n = 0
