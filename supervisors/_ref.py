@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -9,8 +10,17 @@ import attrs
 from airssys_actors import ExitReason, Node, Pid, SpawnFailed
 
 from ._server import SupervisorError, _ServerFactory, stash, unstash
-from ._upgrade import UpgradeReport
+from ._upgrade import STRATEGIES, UpgradeReport
 from ._spec import Child, Supervisor, check_child_specs
+
+
+def _seconds(name: str, value: object) -> float:
+    """A timeout as given to a method: finite seconds > 0 (checked before any call)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__} {value!r:.60}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
 
 
 @attrs.frozen
@@ -39,6 +49,7 @@ class SupervisorRef:
     spec: Supervisor
 
     async def _call(self, *op: Any, timeout: float = 60.0) -> Any:
+        timeout = _seconds("timeout", timeout)
         status, value = await self.node.call(self.pid, list(op), timeout=timeout)
         if status == "upgrade_failed":
             raise unstash(value)
@@ -113,6 +124,17 @@ class SupervisorRef:
                 ``rolling`` the ones in ``exc.report`` were changed.
             InvalidComponent, ComponentWorldMismatch: before anything is suspended.
         """
+        # Every argument is checked before anything is loaded or asked of the supervisor.
+        if not isinstance(target, str) or not target:
+            raise TypeError(f"target must be a child id or component name (a non-empty str), got {target!r:.60}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r:.60}")
+        if isinstance(canary, bool) or not isinstance(canary, int):
+            raise TypeError(f"canary must be an integer, got {type(canary).__name__} {canary!r:.60}")
+        if canary < 0:
+            raise ValueError(f"canary must be an integer >= 0, got {canary}")
+        probe_timeout = _seconds("probe_timeout", probe_timeout)
+        timeout = _seconds("timeout", timeout)
         if isinstance(component, (str, bytes)) or hasattr(component, "__fspath__"):
             from ._upgrade import load_component
 
@@ -124,12 +146,19 @@ class SupervisorRef:
     async def downgrade(self, target: str, *, strategy: str = "atomic", timeout: float = 300.0) -> UpgradeReport:
         """Go back to the version each target process ran before its last upgrade, through
         the same protocol (the older version's ``upgrade`` gets the newer ``from-version``)."""
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r:.60}")
+        timeout = _seconds("timeout", timeout)
         request = {"direction": "down", "target": target, "component": None, "version": None,
                    "strategy": strategy, "canary": 0, "probe": None, "probe_timeout": 5.0}
         return unstash(await self._call("upgrade", stash(request), timeout=timeout))
 
     async def stop(self, timeout: float | None = None) -> ExitReason:
-        """Shut the tree down (children stop in reverse order) and return the exit reason."""
+        """Shut the tree down (children stop in reverse order) and return the exit reason.
+        ``timeout`` is accepted for compatibility and not used: each child's own
+        ``shutdown`` spec bounds how long the tree takes."""
+        if timeout is not None:
+            _seconds("timeout", timeout)
         if self.node.is_alive(self.pid):
             await self.node.exit(self.pid, "shutdown")
         return await self.node.wait(self.pid)

@@ -6,6 +6,7 @@ past construction the runtime trusts the record.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -27,7 +28,16 @@ class InvalidChildSpec(ValueError):
         self.spec_id = spec_id
         self.field = field
         self.value = value
-        super().__init__(f"invalid spec {spec_id!r}: {field}={value!r}: {problem}")
+        super().__init__(f"invalid spec {_shown(spec_id)}: {field}={_shown(value)}: {problem}")
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    # A hostile tree file can put anything in a spec: the message stays one short line.
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
 def _check_id(spec_id: object) -> None:
@@ -36,14 +46,26 @@ def _check_id(spec_id: object) -> None:
 
 
 def _check_shutdown(spec_id: str, value: object) -> None:
-    if value in ("brutal_kill", "infinity"):
+    if isinstance(value, str) and value in ("brutal_kill", "infinity"):
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise InvalidChildSpec(spec_id, "shutdown", value, "must be seconds >= 0, 'brutal_kill' or 'infinity'")
+    # A float infinity is refused: "infinity" says the same thing and says it on purpose.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InvalidChildSpec(spec_id, "shutdown", value,
+                               "must be finite seconds >= 0, 'brutal_kill' or 'infinity'")
+
+
+def _check_type(spec_id: str, field: str, value: object, kind: type | tuple[type, ...], what: str) -> None:
+    if value is not None and not isinstance(value, kind):
+        raise InvalidChildSpec(spec_id, field, value, f"must be {what} or None")
+
+
+def _check_flag(spec_id: str, field: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise InvalidChildSpec(spec_id, field, value, "must be True or False")
 
 
 def _check_in(spec_id: str, field: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise InvalidChildSpec(spec_id, field, value, f"must be one of {', '.join(allowed)}")
 
 
@@ -81,10 +103,17 @@ class Child:
         _check_in(self.id, "restart", self.restart, RESTARTS)
         _check_shutdown(self.id, self.shutdown)
         _check_in(self.id, "mailbox", self.mailbox, MAILBOX_MODES)
-        if self.mailbox_capacity is not None and (not isinstance(self.mailbox_capacity, int) or self.mailbox_capacity < 1):
-            raise InvalidChildSpec(self.id, "mailbox_capacity", self.mailbox_capacity, "must be a positive integer")
+        capacity = self.mailbox_capacity
+        if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1):
+            raise InvalidChildSpec(self.id, "mailbox_capacity", capacity, "must be a positive integer")
         if self.component is None:
             raise InvalidChildSpec(self.id, "component", None, "is required")
+        _check_type(self.id, "name", self.name, str, "a str")
+        _check_type(self.id, "limits", self.limits, Limits, "a Limits")
+        _check_type(self.id, "capabilities", self.capabilities, Capabilities, "a Capabilities")
+        _check_type(self.id, "version", self.version, str, "a str")
+        _check_flag(self.id, "trap_exits", self.trap_exits)
+        _check_flag(self.id, "threaded", self.threaded)
 
     @property
     def is_supervisor(self) -> bool:
@@ -115,10 +144,14 @@ class Supervisor:
         _check_in(self.id, "strategy", self.strategy, STRATEGIES)
         if isinstance(self.max_restarts, bool) or not isinstance(self.max_restarts, int) or self.max_restarts < 0:
             raise InvalidChildSpec(self.id, "max_restarts", self.max_restarts, "must be an integer >= 0")
-        if isinstance(self.within, bool) or not isinstance(self.within, (int, float)) or self.within <= 0:
-            raise InvalidChildSpec(self.id, "within", self.within, "must be seconds > 0")
+        within = self.within
+        # `not within > 0` also refuses NaN, which every comparison (so `within <= 0`) lets by.
+        if isinstance(within, bool) or not isinstance(within, (int, float)) or not math.isfinite(within) \
+                or not within > 0:
+            raise InvalidChildSpec(self.id, "within", within, "must be finite seconds > 0")
         _check_in(self.id, "restart", self.restart, RESTARTS)
         _check_shutdown(self.id, self.shutdown)
+        _check_type(self.id, "name", self.name, str, "a str")
         seen: set[str] = set()
         for child in self.children:
             if not isinstance(child, (Child, Supervisor)):
