@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,25 +27,51 @@ def _json_arg(text: str) -> Any:
         raise UsageError(f"not valid JSON: {text!r} ({exc.msg})") from None
 
 
+# Flag types: argparse reports what they raise as "argument --flag: <message>" and exits
+# with code 2, so each message says what the flag takes. float() alone would let "nan"
+# and "inf" through (every comparison with NaN is False), and int(float("inf")) raises
+# OverflowError, which argparse does not catch.
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, got {text!r}")
+    return value
+
+
 def _non_negative(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
 def _positive(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+def _integer(text: str, minimum: int) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
     return value
+
+
+def _count(text: str) -> int:
+    return _integer(text, 1)
+
+
+def _history(text: str) -> int:
+    return _integer(text, 0)
 
 
 def _node_name(text: str) -> str:
@@ -114,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     logs = sub.add_parser("logs", parents=[common], help="the event stream")
     logs.add_argument("--follow", "-f", action="store_true", help="keep streaming new events")
-    logs.add_argument("--history", type=lambda t: int(_non_negative(t)), default=50, help="recent events to show first")
+    logs.add_argument("--history", type=_history, default=50, help="recent events to show first")
 
     sub.add_parser("demo", parents=[common], help="a guided tour: tree, traffic, faults, hot upgrade")
 
