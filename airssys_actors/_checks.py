@@ -26,10 +26,10 @@ def shown(value: object, limit: int = 60) -> str:
 class InvalidValue(ValueError):
     """A number is out of range for its parameter; ``name`` and ``value`` say which."""
 
-    def __init__(self, name: str, value: object, expected: str) -> None:
+    def __init__(self, name: str, value: object, expected: str, *, message: str | None = None) -> None:
         self.name = name
         self.value = value
-        super().__init__(f"{name} must be {expected}, got {shown(value)}")
+        super().__init__(message or f"{name} must be {expected}, got {shown(value)}")
 
 
 class InvalidType(TypeError):

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable
 import attrs
 import trio
 
-from ._checks import InvalidType, InvalidValue, finite_number, finite_seconds, positive_int
+from ._checks import InvalidType, InvalidValue, finite_number, finite_seconds, positive_int, shown
 from ._errors import NoSuchProcess
 from ._message import Envelope, Kind
 from ._pid import Pid
@@ -206,7 +206,8 @@ class Faults:
         first, whatever the kind: ``seconds`` finite and >= 0, ``count`` an int >= 1."""
         _check_target(target)
         if not isinstance(kind, str) or kind not in KINDS:
-            raise InvalidValue("kind", kind, f"one of {', '.join(KINDS)}")
+            raise InvalidValue("kind", kind, f"one of {', '.join(KINDS)}",
+                               message=f"unknown fault {shown(kind)}: kind must be one of {', '.join(KINDS)}")
         seconds = finite_seconds("seconds", seconds)
         count = positive_int("count", count)
         if kind == "kill":
@@ -249,7 +250,8 @@ class ChaosScheduler:
         mix = dict(DEFAULT_MIX if mix is None else mix)
         unknown = set(mix) - set(KINDS)
         if unknown:
-            raise InvalidValue("mix", sorted(unknown, key=str), f"fault kinds from {', '.join(KINDS)}")
+            raise InvalidValue("mix", sorted(unknown, key=str), f"fault kinds from {', '.join(KINDS)}",
+                               message=f"unknown fault kinds in mix: {shown(sorted(unknown, key=str))}")
         for kind, weight in mix.items():
             finite_number(f"mix[{kind!r}]", weight, noun="weight")
         if not any(mix.values()):
