@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import sys
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -143,10 +144,10 @@ class Node:
         registry: Registry | None = None,
     ) -> None:
         # Every number is checked here, naming the parameter, so none reaches trio.
-        mailbox_capacity = positive_int("mailbox_capacity", mailbox_capacity)
+        mailbox_capacity = positive_int("mailbox_capacity", mailbox_capacity, maximum=sys.maxsize)
         if max_message is not None:
             max_message = positive_int("max_message", max_message, maximum=MAX_MESSAGE_LIMIT)
-        dead_letter_capacity = whole_number("dead_letter_capacity", dead_letter_capacity)
+        dead_letter_capacity = whole_number("dead_letter_capacity", dead_letter_capacity, maximum=sys.maxsize)
         shutdown_timeout = finite_seconds("shutdown_timeout", shutdown_timeout)
         if limits is not None and not isinstance(limits, Limits):
             raise InvalidType("limits", limits, "a Limits or None")
@@ -303,7 +304,7 @@ class Node:
         if mailbox not in ("drop", "keep"):
             raise ValueError(f"mailbox must be 'drop' or 'keep', got {mailbox!r}")
         if mailbox_capacity is not None:
-            mailbox_capacity = positive_int("mailbox_capacity", mailbox_capacity)
+            mailbox_capacity = positive_int("mailbox_capacity", mailbox_capacity, maximum=sys.maxsize)
         if limits is not None and not isinstance(limits, Limits):
             raise InvalidType("limits", limits, "a Limits or None")
         if capabilities is not None and not isinstance(capabilities, Capabilities):

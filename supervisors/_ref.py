@@ -14,11 +14,18 @@ from ._upgrade import STRATEGIES, UpgradeReport
 from ._spec import Child, Supervisor, check_child_specs
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float is no number of seconds either
+        return False
+
+
 def _seconds(name: str, value: object) -> float:
     """A timeout as given to a method: finite seconds > 0 (checked before any call)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__} {value!r:.60}")
-    if not math.isfinite(value) or value <= 0:
+    if not _finite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
     return float(value)
 

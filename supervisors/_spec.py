@@ -7,6 +7,7 @@ past construction the runtime trusts the record.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import attrs
@@ -40,6 +41,13 @@ def _shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float is no number of seconds either
+        return False
+
+
 def _check_id(spec_id: object) -> None:
     if not isinstance(spec_id, str) or not spec_id:
         raise InvalidChildSpec(spec_id, "id", spec_id, "must be a non-empty string")
@@ -49,7 +57,7 @@ def _check_shutdown(spec_id: str, value: object) -> None:
     if isinstance(value, str) and value in ("brutal_kill", "infinity"):
         return
     # A float infinity is refused: "infinity" says the same thing and says it on purpose.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value) or value < 0:
         raise InvalidChildSpec(spec_id, "shutdown", value,
                                "must be finite seconds >= 0, 'brutal_kill' or 'infinity'")
 
@@ -104,8 +112,9 @@ class Child:
         _check_shutdown(self.id, self.shutdown)
         _check_in(self.id, "mailbox", self.mailbox, MAILBOX_MODES)
         capacity = self.mailbox_capacity
-        if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1):
-            raise InvalidChildSpec(self.id, "mailbox_capacity", capacity, "must be a positive integer")
+        if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int)
+                                     or not 1 <= capacity <= sys.maxsize):
+            raise InvalidChildSpec(self.id, "mailbox_capacity", capacity, f"must be an integer from 1 to {sys.maxsize}")
         if self.component is None:
             raise InvalidChildSpec(self.id, "component", None, "is required")
         _check_type(self.id, "name", self.name, str, "a str")
@@ -146,7 +155,7 @@ class Supervisor:
             raise InvalidChildSpec(self.id, "max_restarts", self.max_restarts, "must be an integer >= 0")
         within = self.within
         # `not within > 0` also refuses NaN, which every comparison (so `within <= 0`) lets by.
-        if isinstance(within, bool) or not isinstance(within, (int, float)) or not math.isfinite(within) \
+        if isinstance(within, bool) or not isinstance(within, (int, float)) or not _finite(within) \
                 or not within > 0:
             raise InvalidChildSpec(self.id, "within", within, "must be finite seconds > 0")
         _check_in(self.id, "restart", self.restart, RESTARTS)
