@@ -56,6 +56,8 @@ def load_tree(path: str | os.PathLike[str]) -> Supervisor:
             KeyboardInterrupt).
     """
     shown = one_line(os.fspath(path))
+    if not shown:
+        raise TreeFileError("no tree file given: give the Python file that defines `tree`")
     file = Path(path)
     try:
         if file.is_dir():
