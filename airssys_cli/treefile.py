@@ -113,13 +113,10 @@ def _checked_child(child: Child, folder: Path, file: str, where: str) -> Child:
     except (OSError, ValueError, TypeError) as exc:  # a NUL in the path, a name too long...
         raise TreeFileError(f"{file}: child {where}: component {one_line(repr(component))}: {_cause(exc)}") from None
     shown = one_line(str(resolved))
-    if not exists:
-        what = "no such file" if resolved.suffix in COMPONENT_SUFFIXES else \
-            "no such file (a component is a .wat or .wasm file)"
-        raise TreeFileError(f"{file}: child {where}: component {shown}: {what}")
-    if resolved.is_dir():
-        raise TreeFileError(f"{file}: child {where}: component {shown}: is a directory, not a .wat or .wasm file")
-    _load(resolved, child, file, where, shown)
+    if not exists and resolved.suffix not in COMPONENT_SUFFIXES:
+        raise TreeFileError(f"{file}: child {where}: component {shown}: cannot read {shown}: "
+                            "no such file (a component is a .wat or .wasm file)")
+    _load(resolved, child, file, where, shown)  # says "cannot read" for a missing file or a folder
     # The spec keeps a path (of the type it was given), now absolute: the supervisor
     # loads it as before (the compiled component is cached, so that costs no compile).
     absolute: Any = str(resolved) if isinstance(component, str) else resolved

@@ -43,14 +43,14 @@ def folder(tmp_path: Path) -> Path:
 
 
 BAD = [
-    ("missing.wat", "no such file"),
-    ("sub/missing.wasm", "no such file"),
+    ("missing.wat", "cannot read"),
+    ("sub/missing.wasm", "cannot read"),
     ("syntax.wat", ""),
     ("core.wasm", ""),
     ("noise.wasm", ""),
     ("world.wat", ""),
-    ("adir.wat", "directory"),
-    ("no-suffix", "no such file"),
+    ("adir.wat", "cannot read"),
+    ("no-suffix", "cannot read"),
 ]
 
 
