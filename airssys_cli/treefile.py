@@ -112,10 +112,11 @@ def _checked_child(child: Child, folder: Path, file: str, where: str) -> Child:
         exists = resolved.exists()
     except (OSError, ValueError, TypeError) as exc:  # a NUL in the path, a name too long...
         raise TreeFileError(f"{file}: child {where}: component {one_line(repr(component))}: {_cause(exc)}") from None
-    shown = one_line(str(resolved))
     if not exists and resolved.suffix not in COMPONENT_SUFFIXES:
-        raise TreeFileError(f"{file}: child {where}: component {shown}: cannot read {shown}: "
-                            "no such file (a component is a .wat or .wasm file)")
+        # Not a file: the name of a component registered on the node by the time this
+        # child starts (a Python actor of the tree may load one); the spawn checks it.
+        return child
+    shown = one_line(str(resolved))
     _load(resolved, child, file, where, shown)  # says "cannot read" for a missing file or a folder
     # The spec keeps a path (of the type it was given), now absolute: the supervisor
     # loads it as before (the compiled component is cached, so that costs no compile).

@@ -50,7 +50,6 @@ BAD = [
     ("noise.wasm", ""),
     ("world.wat", ""),
     ("adir.wat", "cannot read"),
-    ("no-suffix", "cannot read"),
 ]
 
 
@@ -108,6 +107,13 @@ def test_a_node_runs_a_tree_with_relative_paths_from_another_folder(folder):
         assert result.stdout.strip() == '"relative"'
     finally:
         stop_node(node)
+
+
+def test_a_name_that_is_no_file_is_left_for_the_node_to_resolve(folder):
+    (folder / "tree.py").write_text(tree_text("registered-later"))
+    tree = load_tree(folder / "tree.py")
+    assert tree.children[0].children[1].component == "registered-later"
+    assert tree.children[0].children[0].component == str(folder / "echo.wat")
 
 
 def test_components_given_as_bytes_are_checked_too(tmp_path):
