@@ -966,8 +966,9 @@ class Node:
         return list(self._processes)
 
     def subscribe(self, kinds: set[str] | None = None, maxlen: int = 100_000) -> Subscription:
-        """Subscribe to the event stream (``kinds`` filters, e.g. ``{"exit"}``)."""
-        return self.events.subscribe(kinds, maxlen)
+        """Subscribe to the event stream (``kinds`` filters, e.g. ``{"exit"}``); ``maxlen``
+        (an int >= 1) bounds how far it may fall behind before the oldest are dropped."""
+        return self.events.subscribe(kinds, positive_int("maxlen", maxlen))
 
     def statistics(self) -> NodeStatistics:
         return NodeStatistics(

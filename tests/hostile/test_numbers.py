@@ -154,6 +154,16 @@ async def test_python_actors_context_checks_its_arguments(node):
     assert node.is_alive(checker)  # the actor was told, not crashed
 
 
+async def test_subscription_bounds_are_counts(node):
+    for bad in [0, -1, True, 1.5, NAN, "10"]:
+        with pytest.raises((TypeError, ValueError)) as info:
+            node.subscribe(maxlen=bad)
+        refused(info, "maxlen")
+    with node.subscribe({"spawn"}, maxlen=1) as sub:
+        await still_serves(node)
+        assert sub.drain()
+
+
 # -- Limits and Capabilities ----------------------------------------------------------
 
 LIMIT_FIELDS = [f.name for f in attrs.fields(Limits)]
