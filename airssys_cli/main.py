@@ -74,6 +74,14 @@ def _history(text: str) -> int:
     return _integer(text, 0)
 
 
+def _host_port(text: str) -> str:
+    """``HOST:PORT`` with a port from 0 to 65535, checked before the node starts."""
+    host, _, port = text.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"must be HOST:PORT with a port from 0 to 65535, got {text!r}")
+    return text
+
+
 def _node_name(text: str) -> str:
     if not text or any(c in text for c in "<>. \t\n"):
         raise argparse.ArgumentTypeError(f"a node name is non-empty, without spaces, dots or angle brackets: {text!r}")
@@ -105,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="start a node with the tree in a Python file")
     run.add_argument("tree", help="a Python file defining `tree = Supervisor(...)`")
     run.add_argument("--node-name", default="local", type=_node_name, help="the node part of every pid")
-    run.add_argument("--metrics", metavar="HOST:PORT", default=None,
+    run.add_argument("--metrics", metavar="HOST:PORT", default=None, type=_host_port,
                      help="serve Prometheus metrics over HTTP (e.g. 127.0.0.1:9464)")
     run.add_argument("--track-memory", action="store_true",
                      help="report each WASM process's linear memory size (in ps and metrics); "

@@ -18,6 +18,8 @@ FLAGS = [
     (["inject", "echo", "drop"], "--count", ["0", "-1", "1.5", "nan", "inf", "true", "1e3", ""]),
     (["logs"], "--history", ["-1", "nan", "inf", "1.5", "lots", "1e400"]),
     (["deploy", "echo", "examples/components/echo.wat"], "--canary", ["0", "-2", "nan", "inf", "1.5"]),
+    (["run", "examples/my_first/tree.py"], "--metrics", ["127.0.0.1:99999", "127.0.0.1:nan", "127.0.0.1:-1",
+                                                         "9464", ":9464", "127.0.0.1:\u00b2", "127.0.0.1:"]),
 ]
 CASES = [(command, flag, value) for command, flag, values in FLAGS for value in values]
 
