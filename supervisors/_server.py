@@ -14,6 +14,7 @@ other message is dropped with a ``supervisor_dropped`` event. Neither ends the t
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -382,13 +383,48 @@ class SupervisorServer(Actor):
             node.release_name(state.spec.name)
 
     async def _terminate_all(self) -> None:
-        dynamic = list(self.dynamic.values())
-        if dynamic:
-            async with trio.open_nursery() as nursery:
-                for state in dynamic:
-                    nursery.start_soon(self._terminate, state)
+        if self.dynamic:
+            await self._terminate_dynamic()
         for state in reversed(self.children):
             await self._terminate(state)
+
+    async def _terminate_dynamic(self) -> None:
+        """Stop every dynamic child at once, as :meth:`_terminate` stops one: they share
+        the template's shutdown spec, so one deadline covers them all (a task and a
+        cancel scope per child would cost more than stopping it)."""
+        ctx = self.ctx
+        assert ctx is not None and self.template is not None
+        node = ctx.node
+        shutdown = self.template.spec.shutdown
+        states = list(self.dynamic.values())
+        pids = []
+        for state in states:
+            pid = state.pid
+            assert pid is not None
+            self._untrack(pid)
+            state.pid, state.last_pid = None, pid
+            ctx.unlink(pid)
+            try:
+                if shutdown == "brutal_kill":
+                    node.kill(pid)
+                else:
+                    await node.exit(pid, "shutdown")
+            except NoSuchProcess:
+                continue
+            pids.append(pid)
+        with trio.move_on_after(math.inf if shutdown in ("infinity", "brutal_kill") else float(shutdown)):
+            for pid in pids:
+                if node.is_alive(pid):
+                    await node.wait(pid)
+        for pid in pids:
+            if node.is_alive(pid):
+                node.kill(pid)
+        for pid in pids:
+            if node.is_alive(pid):
+                await node.wait(pid)
+        for state in states:
+            if state.spec.name is not None:
+                node.release_name(state.spec.name)
 
     # -- operations (calls from SupervisorRef) ----------------------------------------
 
