@@ -656,22 +656,24 @@ class SupervisorServer(Actor):
         # The change runs until the caller's deadline, or until the caller gives up: then
         # it is rolled back like any failure (what a rolling change finished stays done).
         failure: UpgradeFailed | None = None
-        with handoff.work_scope() as scope:
-            try:
-                # A child id or registered name anywhere in the tree first, else a component name.
-                targets = await self._collect(request["target"], direction, new, "child") \
-                    or await self._collect(request["target"], direction, new, "component")
-                if not targets:
-                    raise SupervisorError(f"no running process matches {request['target']!r}")
-                report = await migration.run(targets)
-            except UpgradeFailed as exc:
-                failure = exc
-        if scope.cancelled_caught:
-            failure = UpgradeFailed(request["target"], "timeout",
-                                    "the change did not finish before its caller's deadline (or the caller "
-                                    "gave up): it was rolled back", report=migration.report())
-        # Whatever happened, the supervisors learn which processes now run which version.
-        await self._announce(direction, [t for t, _ in migration.done])
+        try:
+            with handoff.work_scope() as scope:
+                try:
+                    # A child id or registered name anywhere in the tree first, else a component name.
+                    targets = await self._collect(request["target"], direction, new, "child") \
+                        or await self._collect(request["target"], direction, new, "component")
+                    if not targets:
+                        raise SupervisorError(f"no running process matches {request['target']!r}")
+                    report = await migration.run(targets)
+                except UpgradeFailed as exc:
+                    failure = exc
+            if scope.cancelled_caught:
+                failure = UpgradeFailed(request["target"], "timeout",
+                                        "the change did not finish before its caller's deadline (or the caller "
+                                        "gave up): it was rolled back", report=migration.report())
+        finally:
+            # Whatever ended it, the supervisors learn which processes now run which version.
+            await self._announce(direction, [t for t, _ in migration.done])
         if failure is not None:
             handoff.result = failure
             return _UPGRADE_FAILED
