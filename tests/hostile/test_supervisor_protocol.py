@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import supervisors
 from airssys_actors import Actor, Capabilities, Context, Message, decode, encode
@@ -256,3 +258,51 @@ def test_the_encoded_forged_request_is_small():
     # The forged-token requests above are ordinary small messages: nothing needs a
     # special path to reach the supervisor.
     assert len(encode(["start_child", FORGED])) < 64
+
+
+# -- arbitrary input (property-based) -------------------------------------------------
+
+_scalars = st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.floats() \
+    | st.text(max_size=40) | st.binary(max_size=40)
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=5)
+                       | st.dictionaries(st.text(max_size=10), inner, max_size=5), max_leaves=20)
+_ops = st.sampled_from(["which_children", "count_children", "child_pid", "child_spec", "start_child",
+                        "terminate_child", "restart_child", "delete_child", "collect", "adopt", "upgrade"])
+#: Requests that look like real ones (a known operation, arbitrary arguments), any msgpack
+#: value, and arbitrary bytes.
+_payloads = st.builds(lambda op, args: encode([op, *args]), _ops, st.lists(_values, max_size=3)) \
+    | _values.map(encode) | st.binary(max_size=200)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_payloads, min_size=1, max_size=25))
+def test_arbitrary_calls_and_casts_never_end_the_tree(payloads):
+    from airssys_actors import Node
+
+    async def main() -> None:
+        async with Node(shutdown_timeout=1.0) as node:
+            root = await supervisors.start(node, tree())
+            pool = await root.child("pool")
+            for payload in payloads:
+                for target in (root.pid, pool.pid):
+                    reply = decode(await node.call_bytes(target, payload, timeout=5))
+                    assert isinstance(reply, list) and reply[0] in ("ok", "error")
+                    if _is_msgpack(payload):
+                        node.send_nowait(target, decode(payload))
+            # Whatever those did (a valid request may stop a child: it is then restarted or
+            # gone by its spec), the supervisors answer and nothing was left behind.
+            await trio.testing.wait_all_tasks_blocked()
+            assert root.alive and pool.alive
+            assert open_count() == 0
+            assert set(await root.count_children()) == {"specs", "active", "supervisors", "workers"}
+            assert node.process_info(root.pid)["mailbox"] == 0
+
+    trio.run(main)
+
+
+def _is_msgpack(payload: bytes) -> bool:
+    try:
+        decode(payload)
+    except Exception:
+        return False
+    return True
