@@ -225,3 +225,25 @@ async def test_a_downgrade_with_no_earlier_version_changes_nothing(node):
         await root.downgrade("counter")
     assert [await node.call(n, "get") for n in ("c0", "c1")] == [3, 4]
     await assert_nothing_left_behind(node, root)
+
+
+@pytest.mark.parametrize("strategy", ["atomic", "rolling"])
+async def test_a_process_another_change_holds_suspended_is_busy_not_a_crash(node, strategy):
+    """Someone else (here the low-level API) holds c1 suspended: the supervised change
+    fails with ``busy`` and undoes itself; the tree stays up, and c1 goes on once its
+    holder resumes it."""
+    root = await start(node, counters([1, 2, 3]))
+    await node.suspend("c1")
+    node.send_nowait("c1", 10)  # queues while c1 is held
+    try:
+        with pytest.raises(UpgradeFailed) as info:
+            await root.upgrade("counter", component_path("counter_v2.wat"), version="v2", strategy=strategy)
+        assert (info.value.process, info.value.cause) == ("c1", "busy")
+        assert node.process_info("c0")["version"] == ("v2" if strategy == "rolling" else "v1")
+        assert node.process_info("c2")["version"] == "v1"
+    finally:
+        node.resume("c1")
+    assert await node.call("c1", "get") == 12
+    assert node.process_info("c1")["version"] == "v1"
+    assert root.alive
+    await assert_nothing_left_behind(node, root)
