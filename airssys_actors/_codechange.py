@@ -159,6 +159,11 @@ def _new_instance(proc: Process, behaviour: WasmBehaviour, component: Component)
                              interruptible=behaviour.threaded, wasi=behaviour.capabilities.wasi)
     except GuestTrap as exc:
         raise UpgradeFailed(_where(proc), exc.kind, f"the new version trapped while instantiating: {exc}") from None
+    except Exception as exc:
+        # Whatever else refuses the new instance (a limit, the engine) is a failed change
+        # like a trap: the process keeps its old version.
+        raise UpgradeFailed(_where(proc), "error",
+                            f"the new version could not be instantiated: {type(exc).__name__}: {exc}") from None
 
 
 def preload(proc: Process, component: Component) -> PreloadedCode:

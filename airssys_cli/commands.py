@@ -15,10 +15,12 @@ from .control import ControlError, ControlServer
 
 
 async def walk(node: Any, ref: SupervisorRef) -> dict[str, Any]:
-    """The live tree under ``ref``, with each process's version, mailbox and restarts."""
+    """The live tree under ``ref``, with each process's version, mailbox and restarts.
+    Each supervisor is read a page at a time (a reply per page, within the message
+    limit), however many children it has."""
     info = _process(node, ref.pid)
     children = []
-    for row in await ref.which_children():
+    async for row in ref.children():
         entry: dict[str, Any] = {
             "id": row.id, "pid": row.pid, "type": row.type, "name": row.name,
             "component": row.component, "version": row.version, "restarts": row.restarts,

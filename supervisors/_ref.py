@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
 
 from airssys_actors import ExitReason, Node, Pid, SpawnFailed
 
-from ._server import SupervisorError, _ServerFactory, stash, unstash
+from ._handoff import open_handoff
+from ._server import PAGE, SupervisorError, _ServerFactory
 from ._upgrade import STRATEGIES, UpgradeReport
 from ._spec import Child, Supervisor, check_child_specs
+
+
+UPGRADE_GRACE = 5.0
+"""Seconds an upgrade's caller waits past its ``timeout``: at the timeout the supervisor
+rolls the change back and answers, and its answer should not be lost to the caller's own
+timer."""
 
 
 def _finite(value: int | float) -> bool:
@@ -58,15 +66,47 @@ class SupervisorRef:
     async def _call(self, *op: Any, timeout: float = 60.0) -> Any:
         timeout = _seconds("timeout", timeout)
         status, value = await self.node.call(self.pid, list(op), timeout=timeout)
-        if status == "upgrade_failed":
-            raise unstash(value)
         if status != "ok":
             raise SupervisorError(value)
         return value
 
+    async def _request(self, op: str, *args: Any, value: Any = None, timeout: float = 60.0,
+                       grace: float = 0.0) -> Any:
+        """A call that hands Python objects to the supervisor and takes one back. The
+        supervisor's work on it ends at ``timeout``; the caller waits ``grace`` seconds
+        more for its answer. Whatever ends the call, nothing of it stays behind."""
+        with open_handoff(self.pid, value, timeout) as handoff:
+            status, detail = await self.node.call(self.pid, [op, *args, handoff.token], timeout=timeout + grace)
+            if status == "upgrade_failed":
+                raise handoff.result
+            if status != "ok":
+                raise SupervisorError(detail)
+            return handoff.result
+
+    async def which_children_page(self, offset: int = 0, limit: int = PAGE) -> tuple[list[ChildInfo], int | None]:
+        """One page of :meth:`which_children` from ``offset``: its rows (at most
+        ``limit``, and no more than fit in one message) and the offset of the next page,
+        or None after the last."""
+        page = await self._call("which_children", offset, limit)
+        rows = [ChildInfo(**{**row, "pid": None if row["pid"] is None else Pid.parse(row["pid"])})
+                for row in page["rows"]]
+        return rows, page["next"]
+
+    async def children(self, page: int = PAGE) -> AsyncIterator[ChildInfo]:
+        """Every child, a page of ``page`` rows per call to the supervisor. Each page is
+        as the supervisor had it then: children started or stopped between two pages may
+        be missed or listed twice, as with any paged listing."""
+        offset: int | None = 0
+        while offset is not None:
+            rows, offset = await self.which_children_page(offset, page)
+            for row in rows:
+                yield row
+
     async def which_children(self) -> list[ChildInfo]:
-        rows = await self._call("which_children")
-        return [ChildInfo(**{**row, "pid": None if row["pid"] is None else Pid.parse(row["pid"])}) for row in rows]
+        """Every child: the static ones in start order, then the dynamic ones (read a
+        page at a time, so that a supervisor with many children answers in bounded
+        messages)."""
+        return [row async for row in self.children()]
 
     async def count_children(self) -> dict[str, int]:
         """``specs``, ``active``, ``supervisors`` and ``workers``, as OTP counts them."""
@@ -79,7 +119,7 @@ class SupervisorRef:
 
     async def child(self, child_id: str) -> SupervisorRef:
         """A handle on a child that is itself a supervisor."""
-        spec = unstash(await self._call("child_spec", child_id))
+        spec = await self._request("child_spec", child_id)
         if not isinstance(spec, Supervisor):
             raise SupervisorError(f"child {child_id!r} is not a supervisor")
         pid = await self.child_pid(child_id)
@@ -94,12 +134,13 @@ class SupervisorRef:
         if self.spec.strategy == "simple_one_for_one":
             if spec is not None:
                 raise SupervisorError("simple_one_for_one children come from the template: pass args")
-            token = stash((args, name))
+            item: Any = (args, name)
         else:
             if spec is None:
                 raise SupervisorError("start_child needs a Child or Supervisor spec")
-            token = stash(spec)
-        return Pid.parse(await self._call("start_child", token))  # type: ignore[return-value]
+            item = spec
+        with open_handoff(self.pid, item) as handoff:
+            return Pid.parse(await self._call("start_child", handoff.token))  # type: ignore[return-value]
 
     async def terminate_child(self, child: str | Pid) -> None:
         """Stop a child per its shutdown spec (it is not restarted). A dynamic or
@@ -125,10 +166,14 @@ class SupervisorRef:
         ``upgrade``, and resumed under the same pid and name; messages sent meanwhile
         queue and none is lost. Afterwards the child specs restart the new version.
 
+        The change must finish within ``timeout`` seconds: past it, or as soon as this
+        call is cancelled, it is rolled back like any failure.
+
         Raises:
-            UpgradeFailed: naming the process and the cause; with ``atomic`` (default)
-                every process still runs its old version with its state untouched; with
-                ``rolling`` the ones in ``exc.report`` were changed.
+            UpgradeFailed: naming the process and the cause (``timeout`` past the
+                deadline); with ``atomic`` (default) every process still runs its old
+                version with its state and queued messages untouched; with ``rolling``
+                the ones in ``exc.report`` were changed.
             InvalidComponent, ComponentWorldMismatch: before anything is suspended.
         """
         # Every argument is checked before anything is loaded or asked of the supervisor.
@@ -148,7 +193,7 @@ class SupervisorRef:
             component = load_component(component, version)  # fail before the call
         request = {"direction": "up", "target": target, "component": component, "version": version,
                    "strategy": strategy, "canary": canary, "probe": probe, "probe_timeout": probe_timeout}
-        return unstash(await self._call("upgrade", stash(request), timeout=timeout))
+        return await self._request("upgrade", value=request, timeout=timeout, grace=UPGRADE_GRACE)
 
     async def downgrade(self, target: str, *, strategy: str = "atomic", timeout: float = 300.0) -> UpgradeReport:
         """Go back to the version each target process ran before its last upgrade, through
@@ -158,7 +203,7 @@ class SupervisorRef:
         timeout = _seconds("timeout", timeout)
         request = {"direction": "down", "target": target, "component": None, "version": None,
                    "strategy": strategy, "canary": 0, "probe": None, "probe_timeout": 5.0}
-        return unstash(await self._call("upgrade", stash(request), timeout=timeout))
+        return await self._request("upgrade", value=request, timeout=timeout, grace=UPGRADE_GRACE)
 
     async def stop(self, timeout: float | None = None) -> ExitReason:
         """Shut the tree down (children stop in reverse order) and return the exit reason.

@@ -16,6 +16,7 @@ rest; a failing canary is changed back.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 from collections.abc import Callable
@@ -31,6 +32,10 @@ STRATEGIES = ("atomic", "rolling")
 #: so it is taken once per slice, not after every process (a rolling change takes one
 #: after each process, outside the pauses).
 ATOMIC_SLICE = 0.001
+#: Seconds the canaries of a failed or cancelled change have to go back to their old
+#: version (each is suspended between two messages, which a guest reaches within its
+#: fuel or deadline limit).
+REVERT_TIMEOUT = 30.0
 
 
 @attrs.frozen
@@ -94,8 +99,11 @@ class Migration:
                  probe_timeout: float) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-        if canary < 0:
-            raise ValueError(f"canary must be >= 0, got {canary}")
+        if isinstance(canary, bool) or not isinstance(canary, int) or canary < 0:
+            raise ValueError(f"canary must be an integer >= 0, got {canary!r}")
+        if isinstance(probe_timeout, bool) or not isinstance(probe_timeout, (int, float)) \
+                or not math.isfinite(probe_timeout) or probe_timeout <= 0:
+            raise ValueError(f"probe_timeout must be finite seconds > 0, got {probe_timeout!r}")
         self.node = node
         self.target = target
         self.strategy = strategy
@@ -115,19 +123,26 @@ class Migration:
         return UpgradeFailed(process, exc.cause, exc.detail, report=self.report())
 
     async def run(self, targets: list[Target]) -> UpgradeReport:
+        """Change ``targets``. Whatever ends it (a failure, a cancellation), every process
+        is resumed, every new instance not committed is closed, and :attr:`done` lists
+        exactly the processes that run their new version."""
         canaries, rest = targets[: self.canary], targets[self.canary:]
-        if canaries:
-            await self._rolling(canaries)
-            await self._check_canaries(canaries)
+        passed = not canaries
         try:
+            if canaries:
+                await self._rolling(canaries)
+                await self._check_canaries(canaries)
+                passed = True
             if self.strategy == "rolling":
                 await self._rolling(rest)
             else:
                 await self._atomic(rest)
-        except UpgradeFailed:
-            if canaries and self.strategy == "atomic":
-                # All-or-nothing includes the canaries: change them back too.
-                await self._revert_canaries(canaries)
+        except BaseException:
+            # Canaries that did not pass go back, and under all-or-nothing so do those
+            # that passed (a rolling change keeps what it finished).
+            if canaries and (not passed or self.strategy == "atomic"):
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + REVERT_TIMEOUT):
+                    await self._revert_canaries(canaries)
             raise
         return self.report()
 
@@ -137,6 +152,8 @@ class Migration:
             await self.node.suspend(target.pid)
         except NoSuchProcess:
             raise UpgradeFailed(target.child, "noproc", "the process exited before it could be changed") from None
+        except RuntimeError as exc:  # another change holds it suspended
+            raise UpgradeFailed(target.child, "busy", str(exc)) from None
         return started
 
     def _record(self, target: Target, change: Any, started: float, ended: float) -> None:
@@ -243,8 +260,11 @@ class Migration:
             # The resumed processes run before the report and closing the replaced
             # instances (the longest part of this), which then take slices too.
             await trio.lowlevel.checkpoint()
+        finally:
+            # Committed whatever comes next (even a cancellation): they are done.
             for (target, started), change, end in zip(suspended, changes, ended, strict=True):
                 self._record(target, change, started, end)
+        try:
             held_since = clock()
             for change in changes:
                 change.release_old()
@@ -269,21 +289,32 @@ class Migration:
                                                f"the canary did not answer the probe: {exc}"), target) from None
 
     async def _revert_canaries(self, canaries: list[Target]) -> None:
-        """Change the canaries that are still alive back to the version they had."""
-        keep = []
-        for target, record in self.done:
-            if target not in canaries:
-                keep.append((target, record))
-                continue
-            if not self.node.is_alive(target.pid):
-                continue  # it crashed; its supervisor restarts it with the old spec
-            back = attrs.evolve(target, component=target.new, new=target.component)
-            await self._suspend(back)
-            try:
-                self.node.prepare_code_change(back.pid, back.new).commit()
-            finally:
-                self.node.resume(back.pid)
-        self.done = keep
+        """Change the canaries that are still alive back to the version they had. One
+        that cannot go back stays in :attr:`done` (it runs the new version)."""
+        gone: list[Target] = []  # back to the old version, or exited
+        try:
+            for target, _ in list(self.done):
+                if target not in canaries:
+                    continue
+                if not self.node.is_alive(target.pid):
+                    gone.append(target)  # it crashed; its supervisor restarts it with the old spec
+                    continue
+                back = attrs.evolve(target, component=target.new, new=target.component)
+                try:
+                    await self._suspend(back)
+                except UpgradeFailed:
+                    if not self.node.is_alive(target.pid):
+                        gone.append(target)
+                    continue
+                try:
+                    self.node.prepare_code_change(back.pid, back.new).commit()
+                    gone.append(target)
+                except UpgradeFailed:
+                    pass
+                finally:
+                    self.node.resume(back.pid)
+        finally:
+            self.done = [(t, record) for t, record in self.done if t not in gone]
 
 
 def load_component(component: Any, version: str | None) -> Component:
