@@ -13,6 +13,7 @@ import ctypes
 import os
 import time
 from functools import partial
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
@@ -324,7 +325,8 @@ class GuestInstance:
     """
 
     def __init__(self, component: cm.Component, host: HostApi, limits: Limits, *, interruptible: bool = False,
-                 wasi: WasiGrantLike | None = None) -> None:
+                 wasi: WasiGrantLike | None = None,
+                 watch: Callable[[GuestInstance], None] | None = None) -> None:
         host_engine = engine_host()
         self.limits = limits
         # The wasmtime-py Store is only needed to set the store up and instantiate; then
@@ -353,6 +355,10 @@ class GuestInstance:
         if interruptible:
             _WATCHED[self._key] = self
             ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _on_epoch, None, _no_finalizer)
+        if watch is not None:
+            # Before instantiation, which runs guest code (start functions) too: from here
+            # on interrupt() reaches this instance, so a kill can stop it.
+            watch(self)
         info = _info(component)
         if wasi is not None:
             store.set_wasi(_wasi_config(wasi))
