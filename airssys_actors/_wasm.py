@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
+import wasmtime
 
 from ._capabilities import Capabilities, Matcher
 from ._errors import ActorError, InvalidComponent, MailboxFull, MessageTooLarge, NoSuchProcess, SpawnFailed
 from ._host._component import compile_component
+from ._host._layout import measure as measure_layout
 from ._host._imports import HostRefused
-from ._host._instance import GuestError, GuestInstance, GuestTrap, Limits
+from ._host._instance import GuestError, GuestInstance, GuestTrap, Limits, register_layout
 from ._message import Envelope, Kind
 from ._process import ProcessExit
-from ._reasons import ExitReason, parse
+from ._reasons import KILLED, ExitReason, parse
 
 if TYPE_CHECKING:
     from wasmtime.component import Component as _Compiled
@@ -66,6 +68,9 @@ class Component:
             except OSError as exc:
                 raise InvalidComponent(f"cannot read {path}: {exc.strerror}") from None
         compiled, digest = compile_component(data)
+        # What an instance allocates (its memories and tables), for Limits.memory.
+        binary = data if data[:4] == b"\0asm" else bytes(wasmtime.wat2wasm(data.decode("utf-8")))
+        register_layout(compiled, measure_layout(binary))
         if name is None:
             name = Path(path).stem if path else f"component-{digest[:12]}"
         return cls(name=name, version=version or digest[:12], digest=digest, source=path, compiled=compiled)
@@ -93,6 +98,10 @@ class WasmBehaviour:
         self.killed = False
         """Set by :meth:`interrupt`: every instance made for this process from then on
         traps with ``killed`` at once."""
+        self.trio_token: trio.lowlevel.TrioToken | None = None
+        self.changing = False
+        """A code change's guest part runs in a worker thread (it may use the instance)."""
+        self._close_after_change = False
         self.starting: GuestInstance | None = None
         """An instance being made (and, for a code change, upgraded) in a worker thread,
         before it is :attr:`instance`: a kill must reach it too."""
@@ -102,8 +111,9 @@ class WasmBehaviour:
             raise ProcessExit(ExitReason("error", str(MessageTooLarge(len(args), self.limits.max_message))))
         if self.threaded:
             # Made here, on the trio thread: the bridge needs its token.
-            host = _TrioBridge(GuestHost(proc, self), trio.lowlevel.current_trio_token())
-            return self._in_thread(self._init, host, args)
+            self.trio_token = trio.lowlevel.current_trio_token()
+            host = _TrioBridge(GuestHost(proc, self), self.trio_token)
+            return self._in_thread(self._init, host, args, proc=proc)
         self._init(GuestHost(proc, self), args)
         return None
 
@@ -129,7 +139,27 @@ class WasmBehaviour:
         finally:
             self.starting = None
 
-    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+    async def run_guest_part(self, fn: Any, *args: Any) -> Any:
+        """Run a code change's guest part ``fn(*args)`` in a worker thread. Cancelled,
+        it interrupts the new instance (being made or upgraded), or, while the old one
+        is in ``snapshot`` (which cannot be left halfway), the old one: the process is
+        then killed. The old instance is closed only once ``fn`` is done with it."""
+        self.changing = True
+        try:
+            return await self._in_thread(fn, *args, on_cancel=self._interrupt_change)
+        finally:
+            self.changing = False
+            if self._close_after_change:
+                self._close_after_change = False
+                if self.instance is not None:
+                    self.instance.close()
+
+    def _interrupt_change(self) -> None:
+        target = self.starting or self.instance
+        if target is not None:
+            target.interrupt()
+
+    async def _in_thread(self, fn: Any, *args: Any, proc: Process | None = None, on_cancel: Any = None) -> Any:
         """Run ``fn(*args)`` in a worker thread and return what it returns. Never
         abandoned: the thread owns the store until the call returns. A cancellation
         (the spawner gave up, the node is going down) interrupts the guest instead, and
@@ -145,7 +175,10 @@ class WasmBehaviour:
         def abort(_raise_cancel: Any) -> Any:
             nonlocal cancelled
             cancelled = True
-            self.interrupt()
+            # A graceful exit signal (shutdown) lets the call finish, within the
+            # shutdown time: a kill then interrupts it (Process.exit_signal).
+            if proc is None or proc.exit_reason is None or proc.exit_reason == KILLED:
+                (on_cancel or self.interrupt)()
             return trio.lowlevel.Abort.FAILED
 
         trio.lowlevel.start_thread_soon(functools.partial(fn, *args), deliver, name="airssys-guest")
@@ -174,7 +207,7 @@ class WasmBehaviour:
 
     def handle(self, proc: Process, env: Envelope) -> Any:
         if self.threaded:
-            return self._in_thread(self._handle, proc, env)
+            return self._in_thread(self._handle, proc, env, proc=proc)
         return self._handle(proc, env)
 
     def _handle(self, proc: Process, env: Envelope) -> bytes | None:
@@ -203,7 +236,11 @@ class WasmBehaviour:
             # The instance cannot be called again; its store is freed when the node is
             # idle, so that the exit (and a restart) does not wait for it.
             self.instance.closed = True
-            proc.node.reaper.retire(self.instance.close)
+            if self.changing:
+                # A code change's worker thread still uses it: closed when that ends.
+                self._close_after_change = True
+            else:
+                proc.node.reaper.retire(self.instance.close)
 
     def info(self) -> dict[str, Any]:
         return {
