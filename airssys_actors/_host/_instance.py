@@ -182,7 +182,7 @@ class _ComponentInfo:
         ``Limits.memory`` bounds the instance's total: its tables' most (each at
         ``table_elements``, 8 bytes an element) is set aside first, the rest is for its
         memories. The host memory creator (memory tracking) enforces that rest on their
-        sum; wasmtime's own memories only know a limit per memory, so it is split
+        sum (the per-memory limit is then None); wasmtime's own memories only know a limit per memory, so it is split
         evenly between the memories the component defines."""
         key = (limits, tracked)
         cached = self._budgets.get(key)  # type: ignore[call-overload]
@@ -193,7 +193,9 @@ class _ComponentInfo:
             else:
                 tables = self.layout.table_bytes(limits.table_elements) or 0
                 budget = max(0, total - tables)
-                per_memory = budget if tracked else budget // max(1, self.layout.memories)
+                # Tracked: the creator checks every growth against the total (and so
+                # knows a refusal was the limit's); the store's own limit stays off.
+                per_memory = None if tracked else budget // max(1, self.layout.memories)
                 cached = (budget, per_memory)
             self._budgets[key] = cached  # type: ignore[index]
         return cached
