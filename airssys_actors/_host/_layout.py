@@ -146,7 +146,7 @@ def _component(data: bytes, start: int, end: int) -> Layout:
                         sec.byte()
                     sec.uleb()
     memories, tables = 0, []
-    for layout, uses in [*zip(modules, module_uses), *zip(components, component_uses)]:
+    for layout, uses in [*zip(modules, module_uses, strict=True), *zip(components, component_uses, strict=True)]:
         memories += layout.memories * max(1, uses)
         tables.extend(layout.tables * max(1, uses))
     return Layout(memories, tuple(tables))
