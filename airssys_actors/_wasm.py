@@ -174,10 +174,11 @@ class WasmBehaviour:
 
         def abort(_raise_cancel: Any) -> Any:
             nonlocal cancelled
-            cancelled = True
             # A graceful exit signal (shutdown) lets the call finish, within the
-            # shutdown time: a kill then interrupts it (Process.exit_signal).
+            # shutdown time, and its result stands: a kill then interrupts it
+            # (Process.exit_signal).
             if proc is None or proc.exit_reason is None or proc.exit_reason == KILLED:
+                cancelled = True
                 (on_cancel or self.interrupt)()
             return trio.lowlevel.Abort.FAILED
 
@@ -186,7 +187,7 @@ class WasmBehaviour:
             return await trio.lowlevel.wait_task_rescheduled(abort)
         finally:
             if cancelled:
-                # The call ended because of the cancellation: deliver it (a kill's lands
+                # The call was interrupted because of the cancellation: deliver it (a kill's lands
                 # in the process's own scope; a spawner's or the node's goes on up).
                 await trio.lowlevel.checkpoint()
 
