@@ -134,3 +134,38 @@ async def test_host_calls_from_upgrade_of_a_threaded_guest_work(node):
     node.resume(old)
     assert await node.call(old, "after") == "after"
     assert await node.call("probe", "log") == [b""]  # echo's snapshot is empty
+
+
+async def test_a_new_version_looping_while_it_is_instantiated_for_a_change_is_killable(node):
+    old = await node.spawn(ECHO, limits=UNLIMITED, threaded=True)
+    new = Component.load(guest(start=LOOP).encode(), version="v2")
+    echo = await node.spawn(ECHO)
+    outcome: list[BaseException] = []
+
+    async def preload() -> None:
+        try:
+            await node.preload_code_change_async(old, new)
+        except UpgradeFailed as exc:
+            outcome.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(preload)
+        await trio.sleep(0.2)
+        with trio.fail_after(5):
+            assert await node.call(echo, "meanwhile") == "meanwhile"
+        node.kill(old)
+    assert len(outcome) == 1 and outcome[0].cause == "killed"
+    await assert_serving(node)
+
+
+async def test_host_calls_from_a_synchronous_code_change_of_a_threaded_guest_work(node):
+    """prepare_code_change (sync) runs upgrade on the node's thread: the guest's host
+    calls are made there directly instead of hopping to it."""
+    await node.spawn(Probe, name="probe")
+    old = await node.spawn(ECHO, capabilities=PROBE, threaded=True)
+    new = Component.load(guest(upgrade=SEND_ARGS).encode(), version="v2")
+    await node.suspend(old)
+    node.prepare_code_change(old, new).commit()
+    node.resume(old)
+    assert await node.call(old, "after") == "after"
+    assert await node.call("probe", "log") == [b""]
