@@ -168,7 +168,7 @@ class _ComponentInfo:
 
     def __init__(self, component: cm.Component) -> None:
         self.layout: _layout.Layout = getattr(component, "_airssys_layout", _layout.UNKNOWN)
-        self._budgets: dict[Limits, tuple[int | None, int | None]] = {}
+        self._budgets: dict[tuple[Limits, bool], tuple[int | None, int | None]] = {}
         self.exports = {}
         for name in EXPORTS:
             index = component.get_export_index(name)
@@ -185,7 +185,7 @@ class _ComponentInfo:
         sum (the per-memory limit is then None); wasmtime's own memories only know a limit per memory, so it is split
         evenly between the memories the component defines."""
         key = (limits, tracked)
-        cached = self._budgets.get(key)  # type: ignore[call-overload]
+        cached = self._budgets.get(key)
         if cached is None:
             total = limits.memory
             if total is None:
@@ -197,7 +197,7 @@ class _ComponentInfo:
                 # knows a refusal was the limit's); the store's own limit stays off.
                 per_memory = None if tracked else budget // max(1, self.layout.memories)
                 cached = (budget, per_memory)
-            self._budgets[key] = cached  # type: ignore[index]
+            self._budgets[key] = cached
         return cached
 
 
