@@ -153,10 +153,11 @@ def _new_instance(proc: Process, behaviour: WasmBehaviour, component: Component)
     if host is None:
         host = GuestHost(proc, behaviour)
         if behaviour.threaded:
-            host = _TrioBridge(host)  # type: ignore[arg-type]
+            host = _TrioBridge(host, behaviour.trio_token)  # type: ignore[arg-type]
     try:
         return GuestInstance(component._compiled, host, behaviour.limits,  # type: ignore[arg-type]
-                             interruptible=behaviour.threaded, wasi=behaviour.capabilities.wasi)
+                             interruptible=behaviour.threaded, wasi=behaviour.capabilities.wasi,
+                             watch=behaviour.watch_starting if behaviour.threaded else None)
     except GuestTrap as exc:
         raise UpgradeFailed(_where(proc), exc.kind, f"the new version trapped while instantiating: {exc}") from None
     except Exception as exc:
@@ -164,6 +165,8 @@ def _new_instance(proc: Process, behaviour: WasmBehaviour, component: Component)
         # like a trap: the process keeps its old version.
         raise UpgradeFailed(_where(proc), "error",
                             f"the new version could not be instantiated: {type(exc).__name__}: {exc}") from None
+    finally:
+        behaviour.starting = None
 
 
 def preload(proc: Process, component: Component) -> PreloadedCode:
@@ -190,6 +193,15 @@ def prepare(proc: Process, component: Component, *, defer_free: bool = False,
     With ``preloaded`` (from :func:`preload` for this process and component) its
     instance is used instead of making one, and taken over once the snapshot is done.
     """
+    behaviour = _check_prepare(proc, component, preloaded)
+    try:
+        return _migrate(proc, behaviour, component, defer_free, preloaded)
+    except _SnapshotTrapped as exc:
+        proc.die(exc.reason)
+        raise exc.failure from None
+
+
+def _check_prepare(proc: Process, component: Component, preloaded: PreloadedCode | None) -> WasmBehaviour:
     if preloaded is not None and (preloaded.proc is not proc or preloaded.component is not component
                                   or preloaded.instance is None):
         raise ValueError("the preloaded code is for another process or component, or was already used")
@@ -197,12 +209,30 @@ def prepare(proc: Process, component: Component, *, defer_free: bool = False,
     assert behaviour.instance is not None
     if not proc.suspended:
         raise UpgradeFailed(_where(proc), "not_suspended", "suspend the process first")
+    return behaviour
+
+
+class _SnapshotTrapped(Exception):
+    """The old version trapped in ``snapshot``: the process must die (on the trio thread)."""
+
+    def __init__(self, reason: ExitReason, failure: UpgradeFailed) -> None:
+        super().__init__(failure)
+        self.reason = reason
+        self.failure = failure
+
+
+def _migrate(proc: Process, behaviour: WasmBehaviour, component: Component, defer_free: bool,
+             preloaded: PreloadedCode | None) -> CodeChange:
+    """The guest part of :func:`prepare`: touches no node state, so that it can run in a
+    threaded guest's worker thread."""
+    assert behaviour.instance is not None
     from_version = behaviour.version
     try:
         state = behaviour.instance.snapshot()
     except GuestTrap as exc:
-        proc.die(ExitReason(exc.kind, f"snapshot: {exc}"))
-        raise UpgradeFailed(_where(proc), exc.kind, f"the old version trapped in snapshot: {exc}") from None
+        raise _SnapshotTrapped(
+            ExitReason(exc.kind, f"snapshot: {exc}"),
+            UpgradeFailed(_where(proc), exc.kind, f"the old version trapped in snapshot: {exc}")) from None
     started = time.perf_counter()
     if preloaded is not None:
         instance, preloaded.instance = preloaded.instance, None
@@ -210,6 +240,9 @@ def prepare(proc: Process, component: Component, *, defer_free: bool = False,
     else:
         instance = _new_instance(proc, behaviour, component)
     spent: list[Any] = []  # upgrade's arguments (see defer_free)
+    behaviour.starting = instance  # a kill during upgrade reaches it
+    if behaviour.killed:
+        instance.interrupt()
     try:
         instance.upgrade(from_version, state, spent)
     except BaseException as exc:
@@ -220,6 +253,34 @@ def prepare(proc: Process, component: Component, *, defer_free: bool = False,
         if isinstance(exc, GuestTrap):
             raise UpgradeFailed(_where(proc), exc.kind, f"upgrade trapped: {exc}") from None
         raise
+    finally:
+        behaviour.starting = None
     if not defer_free:
         free_spent(spent)
     return CodeChange(proc, behaviour, component, instance, from_version, len(state), started, spent=spent)
+
+
+async def preload_async(proc: Process, component: Component) -> PreloadedCode:
+    """:func:`preload`, with a threaded guest's instantiation run in a worker thread
+    (the node keeps serving; a kill of the process interrupts it)."""
+    behaviour = _wasm_behaviour(proc)
+    if not behaviour.threaded:
+        return preload(proc, component)
+    instance = await behaviour.run_guest_part(_new_instance, proc, behaviour, component)
+    return PreloadedCode(proc, component, instance)
+
+
+async def prepare_async(proc: Process, component: Component, *, defer_free: bool = False,
+                        preloaded: PreloadedCode | None = None) -> CodeChange:
+    """:func:`prepare`, with a threaded guest's ``snapshot``, the new instance and its
+    ``upgrade`` run in a worker thread: the node keeps serving meanwhile, host calls
+    from ``upgrade`` work, and a kill of the process interrupts whichever runs (the
+    change then fails with cause ``killed``). An inline guest's change is :func:`prepare`."""
+    behaviour = _check_prepare(proc, component, preloaded)
+    if not behaviour.threaded:
+        return prepare(proc, component, defer_free=defer_free, preloaded=preloaded)
+    try:
+        return await behaviour.run_guest_part(_migrate, proc, behaviour, component, defer_free, preloaded)
+    except _SnapshotTrapped as exc:
+        proc.die(exc.reason)
+        raise exc.failure from None

@@ -47,7 +47,8 @@ class Limits:
     deadline: float | None = attrs.field(default=5.0, validator=_seconds)
     """Wall-clock seconds per call into the guest: reason ``deadline``."""
     memory: int | None = attrs.field(default=256 << 20, validator=_count(0, INT64_MAX))
-    """Bytes of linear memory per instance: growth past it fails."""
+    """Bytes per instance for all its linear memories and tables together (a table
+    element counts 8 bytes): growth past it fails (see docs/security.md)."""
     table_elements: int | None = attrs.field(default=100_000, validator=_count(0, INT64_MAX))
     max_message: int = attrs.field(default=1 << 20, validator=_count(1, MAX_MESSAGE_LIMIT, optional=False))
     """Largest message, in encoded bytes, it may send or receive."""

@@ -26,6 +26,7 @@ from ._checks import InvalidType, finite_seconds, positive_int, whole_number
 from ._codechange import CodeChange, PreloadedCode
 from ._codechange import preload as preload_code_change
 from ._codechange import prepare as prepare_code_change
+from ._codechange import preload_async, prepare_async
 from ._codec import decode, encode
 from ._deadletters import DeadLetter, DeadLetters
 from ._errors import (
@@ -938,6 +939,24 @@ class Node:
             UpgradeFailed: naming the process and the cause; the old version still runs.
         """
         return prepare_code_change(self._require_process(pid), component, defer_free=defer_free,
+                                   preloaded=preloaded)
+
+    async def preload_code_change_async(self, pid: Pid | str, component: Component) -> PreloadedCode:
+        """:meth:`preload_code_change`; for a threaded guest the new instance is made in
+        a worker thread, so that the node keeps serving meanwhile and a kill reaches it."""
+        return await preload_async(self._require_process(pid), component)
+
+    async def prepare_code_change_async(self, pid: Pid | str, component: Component, *, defer_free: bool = False,
+                                        preloaded: PreloadedCode | None = None) -> CodeChange:
+        """:meth:`prepare_code_change`; for a threaded guest ``snapshot``, the new instance
+        and ``upgrade`` run in a worker thread: the node keeps serving meanwhile, the
+        guest's host calls work, and a kill of the process interrupts them (the change
+        fails with cause ``killed``). An inline guest's change runs as with the sync one.
+
+        Raises:
+            UpgradeFailed: naming the process and the cause.
+        """
+        return await prepare_async(self._require_process(pid), component, defer_free=defer_free,
                                    preloaded=preloaded)
 
     def _require_process(self, pid: Pid | str) -> Process:

@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
+import wasmtime
 
 from ._capabilities import Capabilities, Matcher
 from ._errors import ActorError, InvalidComponent, MailboxFull, MessageTooLarge, NoSuchProcess, SpawnFailed
 from ._host._component import compile_component
+from ._host._layout import measure as measure_layout
 from ._host._imports import HostRefused
-from ._host._instance import GuestError, GuestInstance, GuestTrap, Limits
+from ._host._instance import GuestError, GuestInstance, GuestTrap, Limits, register_layout
 from ._message import Envelope, Kind
 from ._process import ProcessExit
-from ._reasons import ExitReason, parse
+from ._reasons import KILLED, ExitReason, parse
 
 if TYPE_CHECKING:
     from wasmtime.component import Component as _Compiled
@@ -66,6 +68,9 @@ class Component:
             except OSError as exc:
                 raise InvalidComponent(f"cannot read {path}: {exc.strerror}") from None
         compiled, digest = compile_component(data)
+        # What an instance allocates (its memories and tables), for Limits.memory.
+        binary = data if data[:4] == b"\0asm" else bytes(wasmtime.wat2wasm(data.decode("utf-8")))
+        register_layout(compiled, measure_layout(binary))
         if name is None:
             name = Path(path).stem if path else f"component-{digest[:12]}"
         return cls(name=name, version=version or digest[:12], digest=digest, source=path, compiled=compiled)
@@ -90,32 +95,101 @@ class WasmBehaviour:
         self.instance: GuestInstance | None = None
         self.threaded = threaded
         self.is_async = threaded
+        self.killed = False
+        """Set by :meth:`interrupt`: every instance made for this process from then on
+        traps with ``killed`` at once."""
+        self.trio_token: trio.lowlevel.TrioToken | None = None
+        self.changing = False
+        """A code change's guest part runs in a worker thread (it may use the instance)."""
+        self._close_after_change = False
+        self.starting: GuestInstance | None = None
+        """An instance being made (and, for a code change, upgraded) in a worker thread,
+        before it is :attr:`instance`: a kill must reach it too."""
 
     def init(self, proc: Process, args: bytes) -> Any:
         if len(args) > self.limits.max_message:
             raise ProcessExit(ExitReason("error", str(MessageTooLarge(len(args), self.limits.max_message))))
         if self.threaded:
-            return self._in_thread(self._init, proc, args)
-        self._init(proc, args)
+            # Made here, on the trio thread: the bridge needs its token.
+            self.trio_token = trio.lowlevel.current_trio_token()
+            host = _TrioBridge(GuestHost(proc, self), self.trio_token)
+            return self._in_thread(self._init, host, args, proc=proc)
+        self._init(GuestHost(proc, self), args)
         return None
 
-    def _init(self, proc: Process, args: bytes) -> None:
-        host: Any = GuestHost(proc, self)
-        if self.threaded:
-            host = _TrioBridge(host)
+    def watch_starting(self, instance: GuestInstance) -> None:
+        """Called (in the worker thread) once ``instance`` can be interrupted, before it
+        runs any guest code."""
+        self.starting = instance
+        if self.killed:
+            instance.interrupt()
+
+    def _init(self, host: Any, args: bytes) -> None:
         try:
-            self.instance = GuestInstance(self.component_obj._compiled, host, self.limits, interruptible=self.threaded,
-                                          wasi=self.capabilities.wasi)
-            self.instance.init(args)
+            instance = GuestInstance(self.component_obj._compiled, host, self.limits, interruptible=self.threaded,
+                                     wasi=self.capabilities.wasi,
+                                     watch=self.watch_starting if self.threaded else None)
+            self.instance = instance
+            self.starting = None
+            instance.init(args)
         except GuestError as exc:
             raise ProcessExit(ExitReason("error", str(exc))) from None
         except GuestTrap as exc:
             raise ProcessExit(ExitReason(exc.kind, str(exc))) from None
+        finally:
+            self.starting = None
 
-    async def _in_thread(self, fn: Any, *args: Any) -> Any:
-        # Not abandoned on cancel: the thread owns the store until the call returns, and
-        # a kill makes the call trap at the next epoch tick (see ``interrupt``).
-        return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=False)
+    async def run_guest_part(self, fn: Any, *args: Any) -> Any:
+        """Run a code change's guest part ``fn(*args)`` in a worker thread. Cancelled,
+        it interrupts the new instance (being made or upgraded), or, while the old one
+        is in ``snapshot`` (which cannot be left halfway), the old one: the process is
+        then killed. The old instance is closed only once ``fn`` is done with it."""
+        self.changing = True
+        try:
+            return await self._in_thread(fn, *args, on_cancel=self._interrupt_change)
+        finally:
+            self.changing = False
+            if self._close_after_change:
+                self._close_after_change = False
+                if self.instance is not None:
+                    self.instance.close()
+
+    def _interrupt_change(self) -> None:
+        target = self.starting or self.instance
+        if target is not None:
+            target.interrupt()
+
+    async def _in_thread(self, fn: Any, *args: Any, proc: Process | None = None, on_cancel: Any = None) -> Any:
+        """Run ``fn(*args)`` in a worker thread and return what it returns. Never
+        abandoned: the thread owns the store until the call returns. A cancellation
+        (the spawner gave up, the node is going down) interrupts the guest instead, and
+        is delivered once the call has trapped (at the next epoch tick)."""
+        task = trio.lowlevel.current_task()
+        token = trio.lowlevel.current_trio_token()
+
+        def deliver(result: Any) -> None:
+            token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+
+        cancelled = False
+
+        def abort(_raise_cancel: Any) -> Any:
+            nonlocal cancelled
+            # A graceful exit signal (shutdown) lets the call finish, within the
+            # shutdown time, and its result stands: a kill then interrupts it
+            # (Process.exit_signal).
+            if proc is None or proc.exit_reason is None or proc.exit_reason == KILLED:
+                cancelled = True
+                (on_cancel or self.interrupt)()
+            return trio.lowlevel.Abort.FAILED
+
+        trio.lowlevel.start_thread_soon(functools.partial(fn, *args), deliver, name="airssys-guest")
+        try:
+            return await trio.lowlevel.wait_task_rescheduled(abort)
+        finally:
+            if cancelled:
+                # The call was interrupted because of the cancellation: deliver it (a kill's lands
+                # in the process's own scope; a spawner's or the node's goes on up).
+                await trio.lowlevel.checkpoint()
 
     def arm_fault(self, kind: str) -> bool:
         """Make the next call hit a real limit (fuel, deadline); False if not possible."""
@@ -125,13 +199,16 @@ class WasmBehaviour:
         return False
 
     def interrupt(self) -> None:
-        """Stop a running threaded call at once (used by ``kill``)."""
-        if self.instance is not None:
-            self.instance.interrupt()
+        """Stop a running threaded call at once, and any this process makes later (used
+        by ``kill``): also while its instance is being made, initialised or upgraded."""
+        self.killed = True
+        for instance in (self.instance, self.starting):
+            if instance is not None:
+                instance.interrupt()
 
     def handle(self, proc: Process, env: Envelope) -> Any:
         if self.threaded:
-            return self._in_thread(self._handle, proc, env)
+            return self._in_thread(self._handle, proc, env, proc=proc)
         return self._handle(proc, env)
 
     def _handle(self, proc: Process, env: Envelope) -> bytes | None:
@@ -160,7 +237,11 @@ class WasmBehaviour:
             # The instance cannot be called again; its store is freed when the node is
             # idle, so that the exit (and a restart) does not wait for it.
             self.instance.closed = True
-            proc.node.reaper.retire(self.instance.close)
+            if self.changing:
+                # A code change's worker thread still uses it: closed when that ends.
+                self._close_after_change = True
+            else:
+                proc.node.reaper.retire(self.instance.close)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -305,16 +386,21 @@ class GuestHost:
 
 class _TrioBridge:
     """Runs a GuestHost's methods on the trio thread for a guest running in a worker
-    thread: node state is only ever touched from the trio thread."""
+    thread: node state is only ever touched from the trio thread. Called on the trio
+    thread itself (an instance made or upgraded there), it calls them directly."""
 
-    def __init__(self, host: GuestHost) -> None:
+    def __init__(self, host: GuestHost, token: trio.lowlevel.TrioToken) -> None:
         self._host = host
+        self._token = token
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._host, name)
+        token = self._token
 
         def call(*args: Any) -> Any:
-            return trio.from_thread.run_sync(method, *args)
+            if trio.lowlevel.in_trio_run():
+                return method(*args)
+            return trio.from_thread.run_sync(method, *args, trio_token=token)
 
         return call
 

@@ -12,6 +12,12 @@ round is one ``send`` host call by the guest (the capability check) and one gues
 * ``pattern``: the same, with the grant last after three patterns that do not match.
 
 Target (isolation issue): the checks cost at most 10 % of the throughput.
+
+It also times a guest that allocates without end (crasher's ``alloc``: ``memory.grow``
+1 MiB at a time until it fails, then a trap) with ``Limits.memory`` at 64, 128 and
+256 MiB: how long from the call to its failure. Target (hardening issue): linear in the
+limit (256 MiB takes at most 2.5x as long as 128 MiB) and well under a second at 256 MiB.
+
 Run: ``python -m benchmarks.isolation [--size smoke|full] [--json FILE]``.
 """
 
@@ -70,6 +76,24 @@ async def one_run(variant: str, messages: int) -> float:
         return messages / (trio.current_time() - started)
 
 
+GROWTH_LIMITS_MIB = (64, 128, 256)
+
+
+async def growth_run(limit_mib: int) -> float:
+    """Seconds from ``alloc`` to the failed call, for a crasher limited to ``limit_mib``."""
+    from airssys_actors import CallFailed, Limits, Node
+
+    async with Node() as node:
+        pid = await node.spawn(ROOT / "examples" / "components" / "crasher.wat",
+                               limits=Limits(memory=limit_mib << 20))
+        started = trio.current_time()
+        try:
+            await node.call(pid, "alloc", timeout=120)
+        except CallFailed:
+            pass
+        return trio.current_time() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.isolation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
@@ -96,8 +120,23 @@ def main(argv: list[str] | None = None) -> int:
     _report.print_table(f"capability check and limit bookkeeping ({args.size}, {size['messages']} messages, "
                         f"median of {size['repeats']})", ["variant", "round trips/s", "vs unchecked", "target"],
                         rows, right=(1, 2))
+    growth: dict[int, list[float]] = {mib: [] for mib in GROWTH_LIMITS_MIB}
+    trio.run(growth_run, 16)  # warm up
+    for _ in range(size["repeats"] + 1):
+        for mib in GROWTH_LIMITS_MIB:
+            growth[mib].append(trio.run(growth_run, mib))
+    grown = {mib: statistics.median(t) for mib, t in growth.items()}
+    ratio = grown[256] / grown[128]
+    linear = ratio <= 2.5 and grown[256] < 0.5
+    _report.print_table(f"a guest that allocates without end, to its Limits.memory (median of {size['repeats'] + 1})",
+                        ["limit", "ms to memory.grow failing"],
+                        [[f"{mib} MiB", f"{grown[mib] * 1000:.1f}"] for mib in GROWTH_LIMITS_MIB], right=(1,))
+    targets.append(_report.target("isolation", "allocation to the limit: 256 MiB vs 128 MiB, and at 256 MiB",
+                                  f"{ratio:.2f}x, {grown[256] * 1000:.0f} ms", "<= 2.5x and < 500 ms", linear))
     report = _report.base_report("isolation", "benchmarks.isolation", argv, args.size, pin)
-    report.update({"sizes": size, "rates": rates, "medians": medians, "targets": targets})
+    report.update({"sizes": size, "rates": rates, "medians": medians, "targets": targets,
+                   "growth_seconds": {str(k): v for k, v in growth.items()},
+                   "growth_medians": {str(k): v for k, v in grown.items()}})
     _report.write_json(args.json, report)
     return 0
 

@@ -160,10 +160,11 @@ class Migration:
         self.done.append((target, ProcessUpgrade(target.pid, target.child, change.from_version,
                                                  change.to_version, ended - started, change.state_size)))
 
-    def _preload(self, target: Target) -> PreloadedCode:
-        """The new instance, made before the process is suspended (outside its pause)."""
+    async def _preload(self, target: Target) -> PreloadedCode:
+        """The new instance, made before the process is suspended (outside its pause; a
+        threaded guest's in a worker thread)."""
         try:
-            return self.node.preload_code_change(target.pid, target.new)
+            return await self.node.preload_code_change_async(target.pid, target.new)
         except UpgradeFailed as exc:
             raise self._fail(exc, target) from None
 
@@ -171,15 +172,15 @@ class Migration:
         node = self.node
         clock = time.perf_counter
         for target in targets:
-            preloaded = self._preload(target)
+            preloaded = await self._preload(target)
             try:
                 try:
                     started = await self._suspend(target)
                 except UpgradeFailed as exc:
                     raise self._fail(exc, target) from None
                 try:
-                    change = node.prepare_code_change(target.pid, target.new, defer_free=True,
-                                                      preloaded=preloaded)
+                    change = await node.prepare_code_change_async(target.pid, target.new, defer_free=True,
+                                                                  preloaded=preloaded)
                 except UpgradeFailed as exc:
                     node.resume(target.pid)
                     raise self._fail(exc, target) from None
@@ -214,7 +215,7 @@ class Migration:
             # Every new instance first, so that the processes are suspended only for as
             # long as their states take to move (the first one waits for all of them).
             for current in targets:
-                preloads.append(self._preload(current))
+                preloads.append(await self._preload(current))
             held_since = clock()
             for current, preloaded in zip(targets, preloads, strict=True):
                 if suspended and clock() - held_since >= ATOMIC_SLICE:
@@ -226,8 +227,8 @@ class Migration:
                 # Each migration's values are freed at once (inside every pause so far,
                 # but then an atomic change holds one process's worth at a time, not all),
                 # except the last one's, freed once every process is resumed.
-                changes.append(node.prepare_code_change(current.pid, current.new,
-                                                        defer_free=current is last, preloaded=preloaded))
+                changes.append(await node.prepare_code_change_async(current.pid, current.new,
+                                                                    defer_free=current is last, preloaded=preloaded))
             for target, _ in suspended:
                 if not node.is_alive(target.pid):
                     # It died while the others migrated: nothing is committed.

@@ -18,3 +18,5 @@ def test_isolation_benchmark_smoke(tmp_path):
     assert set(report["medians"]) == {"unchecked", "checked", "pattern"}
     assert all(math.isfinite(v) and v > 0 for v in report["medians"].values())
     assert {t["status"] for t in report["targets"]} <= {"PASS", "MISS"}
+    assert set(report["growth_medians"]) == {"64", "128", "256"}
+    assert all(math.isfinite(v) and v > 0 for v in report["growth_medians"].values())

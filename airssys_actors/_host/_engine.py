@@ -31,11 +31,19 @@ MEMORY_RESERVATION = 16 << 20
 # guard with its neighbour's inaccessible tail, a merge and a split on every spawn and
 # exit (a small guest's spawn: 81 -> 72 µs without them).
 MEMORY_GUARD = 0
+# A memory that grows past its reservation is moved (copied) to a new mapping with this
+# much room to grow into. wasmtime adds a constant, not a factor, so with 1 MiB every MiB
+# of growth past 16 MiB copied the whole memory again (quadratic: 4 s to reach 128 MiB).
+# With the default Limits.memory as the room, a guest reaches its 256 MiB limit with a
+# single move of at most 16 MiB; a larger limit moves once per 256 MiB. It costs address
+# space only, and only for a memory that grew past 16 MiB (docs/security.md).
+MEMORY_GROWTH_ROOM = 256 << 20
 MAX_WASM_STACK = 512 << 10
 
 _CONFIG_FINGERPRINT = (
     f"wasmtime={importlib.metadata.version('wasmtime')};"
-    f"epoch=1;fuel=1;reserve={MEMORY_RESERVATION};guard={MEMORY_GUARD};stack={MAX_WASM_STACK};"
+    f"epoch=1;fuel=1;reserve={MEMORY_RESERVATION};guard={MEMORY_GUARD};growth={MEMORY_GROWTH_ROOM};"
+    f"stack={MAX_WASM_STACK};"
     "signal_traps=0"
 )
 
@@ -83,7 +91,7 @@ def _make_engine(track: bool) -> wasmtime.Engine:
     config.consume_fuel = True
     config.memory_reservation = MEMORY_RESERVATION
     config.memory_guard_size = MEMORY_GUARD
-    config.memory_reservation_for_growth = 1 << 20
+    config.memory_reservation_for_growth = MEMORY_GROWTH_ROOM
     config.max_wasm_stack = MAX_WASM_STACK
     config.parallel_compilation = False
     # Traps are explicit checks in the compiled code, not SIGILL/SIGSEGV handlers. A trap

@@ -13,6 +13,7 @@ import ctypes
 import os
 import time
 from functools import partial
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import wasmtime
@@ -20,7 +21,7 @@ from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 
 from .._limits import Limits as Limits
-from . import _abi, _memory
+from . import _abi, _layout, _memory
 from ._engine import TICK_SECONDS, engine_host
 from ._component import imports_wasi
 from ._imports import HOSTS, HostApi, keep_forever, linker
@@ -162,15 +163,52 @@ _Block = _flat_struct("_Block", _BLOCK_SIZE, [
 
 
 class _ComponentInfo:
-    """What every instance of one compiled component shares: export indices, WASI."""
+    """What every instance of one compiled component shares: export indices, WASI, its
+    memories and tables (see ``_layout``) and the store limits they give each Limits."""
 
     def __init__(self, component: cm.Component) -> None:
+        self.layout: _layout.Layout = getattr(component, "_airssys_layout", _layout.UNKNOWN)
+        self._budgets: dict[tuple[Limits, bool], tuple[int | None, int | None]] = {}
         self.exports = {}
         for name in EXPORTS:
             index = component.get_export_index(name)
             assert index is not None, name  # checked against the world at load
             self.exports[name] = index
         self.imports_wasi = imports_wasi(component)
+
+    def memory_budget(self, limits: Limits, tracked: bool) -> tuple[int | None, int | None]:
+        """(what all its memories together may take, the store's limit per memory).
+
+        ``Limits.memory`` bounds the instance's total: its tables' most (each at
+        ``table_elements``, 8 bytes an element) is set aside first, the rest is for its
+        memories. The host memory creator (memory tracking) enforces that rest on their
+        sum (the per-memory limit is then None); wasmtime's own memories only know a limit per memory, so it is split
+        evenly between the memories the component defines."""
+        key = (limits, tracked)
+        cached = self._budgets.get(key)
+        if cached is None:
+            total = limits.memory
+            if total is None:
+                cached = (None, None)
+            else:
+                tables = self.layout.table_bytes(limits.table_elements) or 0
+                budget = max(0, total - tables)
+                # Tracked: the creator checks every growth against the total (and so
+                # knows a refusal was the limit's); the store's own limit stays off.
+                per_memory = None if tracked else budget // max(1, self.layout.memories)
+                cached = (budget, per_memory)
+            self._budgets[key] = cached
+        return cached
+
+
+def register_layout(component: cm.Component, layout: _layout.Layout) -> None:
+    """Record what the binary ``component`` was compiled from allocates (before its
+    first instance)."""
+    component._airssys_layout = layout  # type: ignore[attr-defined]
+    info = _INFO.get(id(component))
+    if info is not None:
+        info.layout = layout
+        info._budgets.clear()
 
 
 _INFO: dict[int, _ComponentInfo] = {}
@@ -254,6 +292,10 @@ def _classify(message: str) -> str:
     if _DEADLINE_MARK in message:
         return "deadline"
     lowered = message.lower()
+    if "exceeds memory limits" in lowered or _memory.LIMIT_MARK in message:
+        # An instance whose memories' minimum is over its limit (wasmtime's limiter, or
+        # the host memory creator's total).
+        return "memory_limit"
     if "all fuel consumed" in lowered:
         return "out_of_fuel"
     if "interrupt" in lowered:
@@ -306,7 +348,8 @@ class GuestInstance:
     """
 
     def __init__(self, component: cm.Component, host: HostApi, limits: Limits, *, interruptible: bool = False,
-                 wasi: WasiGrantLike | None = None) -> None:
+                 wasi: WasiGrantLike | None = None,
+                 watch: Callable[[GuestInstance], None] | None = None) -> None:
         host_engine = engine_host()
         self.limits = limits
         # The wasmtime-py Store is only needed to set the store up and instantiate; then
@@ -314,8 +357,10 @@ class GuestInstance:
         # GC-tracked objects per instance (the wrapper and its two pointer objects).
         self._store: wasmtime.Store | int | None = wasmtime.Store(host_engine.engine)
         store = self._store
+        info = _info(component)
+        budget, per_memory = info.memory_budget(limits, host_engine.track_memory)
         store.set_limits(
-            memory_size=-1 if limits.memory is None else limits.memory,
+            memory_size=-1 if per_memory is None else per_memory,
             table_elements=-1 if limits.table_elements is None else limits.table_elements,
             instances=100,
             tables=100,
@@ -335,7 +380,10 @@ class GuestInstance:
         if interruptible:
             _WATCHED[self._key] = self
             ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _on_epoch, None, _no_finalizer)
-        info = _info(component)
+        if watch is not None:
+            # Before instantiation, which runs guest code (start functions) too: from here
+            # on interrupt() reaches this instance, so a kill can stop it.
+            watch(self)
         if wasi is not None:
             store.set_wasi(_wasi_config(wasi))
             link = linker(host_engine.engine, wasi=True)
@@ -345,7 +393,7 @@ class GuestInstance:
             link = linker(host_engine.engine)
         # With memory tracking on, the memories wasmtime creates while instantiating are
         # created on this thread, by our creator, which records them here.
-        self._memories = _memory.Sink(limits.memory) if host_engine.track_memory else None
+        self._memories = _memory.Sink(budget) if host_engine.track_memory else None
         try:
             self._arm()
             if self._memories is None:
@@ -445,13 +493,26 @@ class GuestInstance:
             return thunk()
         except wasmtime.WasmtimeError as exc:
             text = str(exc)
-            raise GuestTrap(_classify(text), _trap_text(text)) from None
+            raise GuestTrap(self._kind(text), _trap_text(text)) from None
+
+    def _kind(self, text: str) -> str:
+        """The exit reason kind of a trap: ``memory_limit`` when, with memory tracking,
+        the limit refused a memory's growth before the guest trapped (wasmtime's own
+        memories do not tell: growth past the limit then makes ``memory.grow`` return -1
+        and the trap is whatever the guest does next)."""
+        kind = _classify(text)
+        sink = self._memories
+        if kind == "trap" and sink is not None and sink.refused:
+            return "memory_limit"
+        return kind
 
     def _call(self, func: int, args: int | None, nargs: int) -> None:
         """Call the export whose func is at ``func``; ``args`` is the address of ``nargs``
         values (or None). The result is left in the block's result slot."""
         if self.closed:
             raise GuestTrap("trap", "instance is closed")
+        if self._memories is not None:
+            self._memories.refused = False  # a refusal counts for the call it happens in
         self._arm()
         err = _func_call(func, self._key, args, nargs, self._result_addr, 1)
         self._account()
@@ -459,12 +520,12 @@ class GuestInstance:
             text = _error_text(err)
             # A trapped instance may not be entered again.
             self.closed = True
-            raise GuestTrap(_classify(text), _trap_text(text))
+            raise GuestTrap(self._kind(text), _trap_text(text))
         err = _post_return(func, self._key)
         if err:
             self.closed = True
             text = _error_text(err)
-            raise GuestTrap(_classify(text), _trap_text(text))
+            raise GuestTrap(self._kind(text), _trap_text(text))
 
     def _free_result(self) -> None:
         """Free what the result slot owns and leave it an inert ``bool``."""

@@ -62,12 +62,17 @@ def _round_up(n: int) -> int:
     return (n + PAGE - 1) // PAGE * PAGE
 
 
+#: In the error of a memory refused because of its instance's limit (Limits.memory).
+LIMIT_MARK = "airssys: memory limit"
+
+
 class Region:
     """One linear memory: where it is mapped and how much of it the guest may use."""
 
-    __slots__ = ("accessible", "base", "capacity", "mapped", "mapping", "size")
+    __slots__ = ("accessible", "base", "capacity", "mapped", "mapping", "sink", "size")
 
-    def __init__(self, mapping: int, mapped: int, base: int, capacity: int) -> None:
+    def __init__(self, mapping: int, mapped: int, base: int, capacity: int, sink: Sink | None = None) -> None:
+        self.sink = sink  # the instance whose total it counts in
         self.mapping = mapping  # start of the whole mapping, front guard included
         self.mapped = mapped  # bytes mapped, both guards included
         self.base = base
@@ -77,13 +82,16 @@ class Region:
 
 
 class Sink:
-    """Where the memories created while an instance is set up are recorded."""
+    """Where the memories created while an instance is set up are recorded; ``limit``
+    bounds their sum (all of the instance's memories together)."""
 
-    __slots__ = ("limit", "regions")
+    __slots__ = ("limit", "refused", "regions")
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.regions: list[Region] = []
+        self.refused = False
+        """Set once growth (or a new memory) was refused because of ``limit``."""
 
     def bytes(self) -> int:
         """The current size of every memory still alive (freed ones count 0)."""
@@ -148,9 +156,15 @@ def _get_memory(env, byte_size, capacity, _regions=_REGIONS):  # type: ignore[no
 
 
 @raw.wasmtime_memory_grow_callback_t
-def _grow_memory(env, new_size, _regions=_REGIONS, _error=_error, _protect=_protect):  # type: ignore[no-untyped-def]
+def _grow_memory(env, new_size, _regions=_REGIONS, _error=_error, _protect=_protect, LIMIT_MARK=LIMIT_MARK):  # type: ignore[no-untyped-def]
     try:
         region = _regions[env]
+        sink = region.sink
+        if sink is not None and sink.limit is not None and \
+                sink.bytes() - region.size + new_size > sink.limit:
+            sink.refused = True
+            return _error(f"{LIMIT_MARK}: the instance's memories cannot grow to "
+                          f"{sink.bytes() - region.size + new_size} bytes (limit {sink.limit})")
         if new_size > region.capacity:
             return _error(f"linear memory cannot grow to {new_size} bytes: "
                           f"{region.capacity} are reserved for it")
@@ -175,7 +189,12 @@ def _new_memory(env, ty, minimum, maximum, reserved, guard, ret):  # type: ignor
         sink: Sink | None = getattr(_CURRENT, "sink", None)
         want = DEFAULT_RESERVATION
         if sink is not None and sink.limit is not None:
-            want = sink.limit
+            left = sink.limit - sink.bytes()
+            if minimum > left:
+                sink.refused = True
+                return _error(f"{LIMIT_MARK}: a memory of {minimum} bytes does not fit in the "
+                              f"instance's limit ({left} of {sink.limit} bytes left)")
+            want = sink.limit  # growth is checked against the total as it happens
         # Never less than wasmtime's own reservation (compiled code may skip bounds
         # checks within it) or the memory's minimum; never more than its maximum needs.
         capacity = _round_up(max(reserved, minimum, min(maximum, want)))
@@ -186,7 +205,7 @@ def _new_memory(env, ty, minimum, maximum, reserved, guard, ret):  # type: ignor
         if mapping is None or mapping == _MAP_FAILED:
             return _error(f"cannot reserve {mapped} bytes for a linear memory: "
                           f"{os.strerror(ctypes.get_errno())}")
-        region = Region(mapping, mapped, mapping + guard, capacity)
+        region = Region(mapping, mapped, mapping + guard, capacity, sink)
         failed = _protect(region, minimum)
         if failed:
             _munmap(mapping, mapped)
