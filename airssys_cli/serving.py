@@ -18,6 +18,8 @@ from typing import Any, NoReturn
 import attrs
 import trio
 
+from .render import escape
+
 log = logging.getLogger("airssys_cli.serving")
 
 DEFAULT_CLIENT_TIMEOUT = 10.0
@@ -86,6 +88,10 @@ async def serve_clients(listener: trio.SocketListener, handle: Handler, refuse: 
                 await handler(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             pass  # the client went away or stalled: its connection alone ends
+        except Exception as exc:
+            # A bug in a handler ends that connection, never the node. One line, escaped:
+            # the text may carry a client's or a guest's bytes.
+            log.warning("%s: a connection failed: %s", what, escape(f"{type(exc).__name__}: {exc}")[:500])
         finally:
             if counted:
                 active -= 1
