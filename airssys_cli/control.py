@@ -179,9 +179,13 @@ class Argument:
             raise ControlError(f"{where} must be a finite number, got {_short(value)}")
         low, high, exclusive = RANGES.get((self.command, self.name), (-math.inf, math.inf, False))
         if value > high or value < low or (exclusive and value == low):
-            raise ControlError(f"{where} must be {'>' if exclusive else '>='} {low:g} and <= {high:g}, "
+            raise ControlError(f"{where} must be {'>' if exclusive else '>='} {_number(low)} and <= {_number(high)}, "
                                f"got {_short(value)}")
         return float(value) if self.kind == "float" else value
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
 
 
 def _short(value: Any) -> str:

@@ -23,7 +23,7 @@ import trio
 
 try:
     import h11
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - exercised by the error path only
@@ -83,6 +83,8 @@ async def render_metrics(node: Node, root: Any) -> bytes:
     return generate_latest(registry)
 
 
+#: What ``generate_latest`` writes: the text exposition format 0.0.4.
+EXPOSITION_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 #: Bytes of request line and headers a client may send (h11 refuses more with 431).
 MAX_HEADERS = 16 * 1024
 #: Bytes of request body the endpoint reads and throws away (a scrape has none).
@@ -128,7 +130,7 @@ async def serve_metrics(node: Node, root: Any, address: str, limits: ClientLimit
                     await _respond(conn, stream, limits, 500, message.encode(errors="replace") + b"\n", close=True)
                     return
                 await _respond(conn, stream, limits, 200, body, head=request.method == b"HEAD",
-                               content_type=CONTENT_TYPE_LATEST.encode())
+                               content_type=EXPOSITION_TYPE)
             else:
                 await _respond(conn, stream, limits, 404, b"not found: try /metrics\n",
                                head=request.method == b"HEAD")
