@@ -114,11 +114,42 @@ async def _serve(args: argparse.Namespace, tree: Any, out: Any, stop: trio.Event
             await root.stop()  # children stop in reverse start order, as OTP does
 
 
+class _GuestLogRate(logging.Filter):
+    """At most ``per_second`` guest log records a second reach stderr (a guest that logs in
+    a loop must not make the node wait on a slow terminal or pipe); the rest are counted
+    and the count is reported with the next record let through. Every line is still an
+    event (``airssys logs``)."""
+
+    def __init__(self, per_second: int = 100) -> None:
+        super().__init__()
+        self.per_second = per_second
+        self.second = 0
+        self.count = 0
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("airssys_actors.guest"):
+            return True
+        second = int(record.created)
+        if second != self.second:
+            self.second, self.count = second, 0
+        self.count += 1
+        if self.count > self.per_second:
+            self.suppressed += 1
+            return False
+        if self.suppressed:
+            record.msg = f"{record.msg} (and {self.suppressed} guest log lines not shown)"
+            self.suppressed = 0
+        return True
+
+
 def _log_escaped() -> None:
     """Log records (guest log lines among them) reach stderr with control characters
-    escaped; as Python's default, only warnings and errors are shown."""
+    escaped and guest lines rate-limited; as Python's default, only warnings and errors
+    are shown."""
     handler = logging.StreamHandler()
     handler.setFormatter(render.EscapingFormatter("%(name)s: %(message)s"))
+    handler.addFilter(_GuestLogRate())
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(handler)

@@ -86,12 +86,11 @@ async def serve_clients(listener: trio.SocketListener, handle: Handler, refuse: 
         try:
             async with stream:
                 await handler(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-            pass  # the client went away or stalled: its connection alone ends
         except Exception as exc:
-            # A bug in a handler ends that connection, never the node. One line, escaped:
-            # the text may carry a client's or a guest's bytes.
-            log.warning("%s: a connection failed: %s", what, escape(f"{type(exc).__name__}: {exc}")[:500])
+            if not _client_gone(exc):
+                # A bug in a handler ends that connection, never the node. One line,
+                # escaped: the text may carry a client's or a guest's bytes.
+                log.warning("%s: a connection failed: %s", what, escape(f"{type(exc).__name__}: {exc}")[:500])
         finally:
             if counted:
                 active -= 1
@@ -118,6 +117,14 @@ async def serve_clients(listener: trio.SocketListener, handle: Handler, refuse: 
             else:
                 active += 1
                 nursery.start_soon(run, stream, handle, True)
+
+
+def _client_gone(exc: BaseException) -> bool:
+    """The client went away or stalled (possibly reported through a nursery's group):
+    its connection alone ends, and that is no news."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_client_gone(inner) for inner in exc.exceptions)
+    return isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError))
 
 
 async def send_within(stream: trio.SocketStream, data: bytes, limits: ClientLimits) -> None:

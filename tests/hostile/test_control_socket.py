@@ -51,6 +51,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
                          "--max-clients", str(CAP))
     yield running
     stop_node(running)
+    stderr = running.proc.stderr.read() if running.proc.stderr else ""
+    # every failure was the client's alone: no handler raised, nothing reached the node's log
+    assert "connection failed" not in stderr and "Traceback" not in stderr, stderr[-2000:]
 
 
 def line(request: object) -> bytes:
@@ -210,6 +213,9 @@ def test_the_node_survives_fd_exhaustion_and_serves_again(tmp_path) -> None:
         assert_serves(running, deadline=30)
     finally:
         stop_node(running)
+    stderr = running.proc.stderr.read() if running.proc.stderr else ""
+    assert "control socket: accept failed (EMFILE)" in stderr and "accepting again" in stderr, stderr[-2000:]
+    assert stderr.count("accept failed") == 1  # one line per exhaustion, not one per retry
 
 
 # ---------------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
     running = _start(tmp_path_factory)
     yield running
     stop_node(running)
+    stderr = running.proc.stderr.read() if running.proc.stderr else ""
+    # every failure was the client's alone: no handler raised, nothing reached the node's log
+    assert "connection failed" not in stderr and "Traceback" not in stderr, stderr[-2000:]
 
 
 def _start(tmp_path_factory: pytest.TempPathFactory) -> RunningNode:
