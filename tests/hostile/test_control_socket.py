@@ -9,6 +9,7 @@ import json
 import os
 import resource
 import socket as socketlib
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -261,3 +262,35 @@ def test_property_any_bytes_get_one_strict_json_answer_or_a_close(node: RunningN
 
 def test_the_node_serves_after_the_properties(node: RunningNode) -> None:
     assert_serves(node)
+
+
+def test_a_flood_of_oversized_requests_keeps_memory_bounded(node: RunningNode) -> None:
+    before = rss_of(node.proc.pid)
+    blob = b"x" * ((1 << 20) + 10)
+    for _ in range(40):
+        assert "request too large" in refused(node.socket, blob)
+    assert rss_of(node.proc.pid) - before < 64 << 20
+    assert_serves(node)
+
+
+@pytest.mark.parametrize(("flag", "value", "error"), [
+    ("--client-timeout", "nan", "must be a finite number of seconds > 0 and <= 3600, got nan"),
+    ("--client-timeout", "inf", "must be a finite number of seconds > 0 and <= 3600, got inf"),
+    ("--client-timeout", "0", "> 0"),
+    ("--client-timeout", "-1", "> 0"),
+    ("--client-timeout", "1e9", "<= 3600"),
+    ("--client-timeout", "soon", "not a number: 'soon'"),
+    ("--max-clients", "0", "must be >= 1 and <= 100000, got 0"),
+    ("--max-clients", "1000001", "<= 100000"),
+    ("--max-clients", "1.5", "not a number: '1.5'"),
+])
+def test_bad_client_limit_flags_are_refused_naming_the_flag(tmp_path, flag: str, value: str, error: str) -> None:
+    from .conftest import AIRSSYS, ROOT
+
+    tree = tmp_path / "tree.py"
+    tree.write_text(TREE)
+    result = subprocess.run([*AIRSSYS, "run", str(tree), flag, value], capture_output=True, text=True, timeout=60,
+                            cwd=ROOT, env={**os.environ, "AIRSSYS_SOCKET": str(tmp_path / "s" / "control.sock")})
+    assert result.returncode == 2
+    assert f"argument {flag}: " in result.stderr and error in result.stderr, result.stderr
+    assert not (tmp_path / "s" / "control.sock").exists()  # refused before any node started
