@@ -78,6 +78,13 @@ def reset(sock: socketlib.socket) -> None:
     sock.close()
 
 
+def closed_by_peer(sock: socketlib.socket) -> bool:
+    """Whether the peer has closed ``sock`` (without reading from it)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLHUP | getattr(select, "POLLRDHUP", 0))
+    return bool(poller.poll(0))
+
+
 def wait_closed_by_peer(sock: socketlib.socket, deadline: float) -> float:
     """Seconds until the peer closed ``sock``, without reading from it."""
     start = time.monotonic()
