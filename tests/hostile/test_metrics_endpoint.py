@@ -145,3 +145,30 @@ def test_a_flood_of_bad_requests_keeps_memory_bounded(node: RunningNode) -> None
         http(node, b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"j" * (i * 50 % 15_000) + b"\r\n\r\n\x00garbage")
     assert rss_of(node.proc.pid) - before < 64 << 20
     assert_scrapes_and_serves(node)
+
+
+def test_the_metrics_port_survives_fd_exhaustion_and_serves_again(tmp_path) -> None:
+    import os
+    import resource
+
+    from .conftest import TREE
+
+    running = start_node(tmp_path, TREE, "--max-clients", "1000", "--client-timeout", "30", metrics=True)
+    try:
+        limit = 64
+        resource.prlimit(running.proc.pid, resource.RLIMIT_NOFILE, (limit, limit))
+        clients = [open_http(running) for _ in range(120)]  # the listen backlog takes what accept cannot
+        try:
+            deadline = time.monotonic() + 20
+            while len(os.listdir(f"/proc/{running.proc.pid}/fd")) < limit and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(os.listdir(f"/proc/{running.proc.pid}/fd")) >= limit  # accept now fails with EMFILE
+            running.assert_alive()
+        finally:
+            for sock in clients:
+                sock.close()
+        assert_scrapes_and_serves(running)
+    finally:
+        stop_node(running)
+    stderr = running.proc.stderr.read() if running.proc.stderr else ""
+    assert "metrics: accept failed (EMFILE)" in stderr and "accepting again" in stderr, stderr[-2000:]
