@@ -104,7 +104,7 @@ async def cmd_stats(server: ControlServer) -> Any:
 
 def cmd_logs(server: ControlServer, follow: bool = True, history: int = 50) -> AsyncIterator[Any]:
     async def stream() -> AsyncIterator[Any]:
-        sub = server.node.subscribe()
+        sub = server.node.subscribe(maxlen=server.logs_backlog)  # a stalled reader holds at most this many
         try:
             for event in list(server.node.events.history)[-history:] if history else []:
                 yield event.to_dict()

@@ -14,6 +14,7 @@ import trio
 
 from . import render
 from .control import ControlError, default_socket, request
+from .run import add_client_limit_flags
 
 
 class UsageError(Exception):
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--track-memory", action="store_true",
                      help="report each WASM process's linear memory size (in ps and metrics); "
                           "makes spawns slower and costs more memory (see docs/cli.md)")
+    add_client_limit_flags(run)
 
     sub.add_parser("tree", parents=[common], help="the live supervision tree")
     sub.add_parser("ps", parents=[common], help="every process with its version, mailbox and counters")
@@ -174,10 +176,12 @@ async def _one(socket: Path, command: str, args: dict[str, Any]) -> Any:
 
 
 def _print(args: argparse.Namespace, value: Any, human: Any = None) -> None:
+    # JSON is printed with ensure_ascii: every control character a guest put in a value
+    # is a \u escape. Human text that is a plain str is shown as text, never as markup.
     if args.json or human is None:
         print(json.dumps(value, indent=None if args.json else 2))
     else:
-        render.console().print(human)
+        render.console().print(render.plain(human) if isinstance(human, str) else human)
 
 
 def _client(args: argparse.Namespace) -> int:
@@ -258,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "json", False):
             print(json.dumps({"error": message, "type": type(cause).__name__}), file=sys.stderr)
         else:
-            print(f"airssys: {message}", file=sys.stderr)
+            print(f"airssys: {render.escape(message)}", file=sys.stderr)
         return 2 if isinstance(cause, UsageError) else 1
 
 

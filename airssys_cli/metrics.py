@@ -1,8 +1,17 @@
 """Prometheus metrics for a running node (``airssys run --metrics HOST:PORT``).
 
 Values are read from the node when Prometheus scrapes, on the trio thread: nothing is
-counted twice and the message path pays nothing. Served with the official client
-library's exposition format over a minimal HTTP endpoint in the node's nursery.
+counted twice and the message path pays nothing. The page is prometheus_client's
+``generate_latest``; HTTP is parsed and written by ``h11``.
+
+Why h11 and not prometheus_client's own server (``start_http_server``): that server runs
+in a thread of its own and calls the collectors there, but the collector reads the
+node's process table and asks the supervisors for their children, which only the trio
+thread may touch; it also has no connection cap and no timeouts. h11 is a well-kept,
+I/O-free HTTP/1.1 parser, so the endpoint runs in the node's nursery under the same
+:class:`~airssys_cli.serving.ClientLimits` as the control socket (connection cap,
+deadline on every read and write, an accept loop that survives fd exhaustion) while
+HTTP itself (request framing, keep-alive, malformed requests) is h11's.
 """
 
 from __future__ import annotations
@@ -13,13 +22,17 @@ from collections.abc import Iterator
 import trio
 
 try:
+    import h11
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - exercised by the error path only
-    raise RuntimeError("metrics need the prometheus-client package: pip install 'airssys-actors[metrics]'") from exc
+    raise RuntimeError("metrics need the prometheus-client and h11 packages: "
+                       "pip install 'airssys-actors[metrics]'") from exc
 
 from airssys_actors import Node
+
+from .serving import ClientLimits, send_within, serve_clients
 
 
 class NodeCollector(Collector):
@@ -70,33 +83,115 @@ async def render_metrics(node: Node, root: Any) -> bytes:
     return generate_latest(registry)
 
 
-async def serve_metrics(node: Node, root: Any, address: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+#: What ``generate_latest`` writes: the text exposition format 0.0.4.
+EXPOSITION_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+#: Bytes of request line and headers a client may send (h11 refuses more with 431).
+MAX_HEADERS = 16 * 1024
+#: Bytes of request body the endpoint reads and throws away (a scrape has none).
+MAX_BODY = 64 * 1024
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (port 0 to 65535; IPv6 hosts in brackets) as ``(host, port)``."""
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--metrics takes HOST:PORT, got {address!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--metrics takes HOST:PORT with a port from 0 to 65535, got {address!r}")
+    return host, int(port)
+
+
+async def serve_metrics(node: Node, root: Any, address: str, limits: ClientLimits | None = None,
+                        task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``/metrics`` on ``address`` until cancelled; ``task_status`` gets the listeners."""
+    host, port = parse_address(address)
+    limits = limits or ClientLimits()
 
     async def handle(stream: trio.SocketStream) -> None:
-        async with stream:
-            request = b""
-            with trio.move_on_after(5):
-                while b"\r\n\r\n" not in request and len(request) < 8192:
-                    chunk = await stream.receive_some(4096)
-                    if not chunk:
-                        break
-                    request += chunk
-            line = request.split(b"\r\n", 1)[0].split()
-            if len(line) >= 2 and line[0] == b"GET" and line[1].split(b"?")[0] == b"/metrics":
-                body = await render_metrics(node, root)
-                head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-            else:
-                body = b"not found: try /metrics\n"
-                head = b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
-            head += b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
+        while True:
             try:
-                await stream.send_all(head + body)
-            except trio.BrokenResourceError:
-                pass
+                with trio.fail_after(limits.timeout):
+                    request = await _next_request(conn, stream)
+            except h11.RemoteProtocolError as exc:
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    status = exc.error_status_hint
+                    await _respond(conn, stream, limits, status, b"bad request: %s\n" % str(exc).encode()[:200],
+                                   close=True)
+                return
+            if request is None:
+                return
+            if request.method not in (b"GET", b"HEAD"):
+                await _respond(conn, stream, limits, 405, b"only GET and HEAD\n", allow=True)
+            elif request.target.split(b"?")[0] == b"/metrics":
+                try:
+                    body = await render_metrics(node, root)
+                except Exception as exc:  # e.g. a supervisor that stopped mid-scrape: this scrape fails alone
+                    message = f"could not collect metrics: {type(exc).__name__}: {exc}"[:500]
+                    await _respond(conn, stream, limits, 500, message.encode(errors="replace") + b"\n", close=True)
+                    return
+                await _respond(conn, stream, limits, 200, body, head=request.method == b"HEAD",
+                               content_type=EXPOSITION_TYPE)
+            else:
+                await _respond(conn, stream, limits, 404, b"not found: try /metrics\n",
+                               head=request.method == b"HEAD")
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return
+            conn.start_next_cycle()  # keep-alive: the next request has a new deadline
 
-    listeners = await trio.open_tcp_listeners(int(port), host=host)
+    async def refuse(stream: trio.SocketStream) -> None:
+        body = b"too many connections: at most %d at once\n" % limits.max_clients
+        conn = h11.Connection(h11.SERVER)
+        # Answered before the request is read: a client over the cap gets no more of the
+        # node's time than this one write.
+        conn.receive_data(b"GET / HTTP/1.1\r\nHost: refused\r\n\r\n")
+        conn.next_event()
+        await _respond(conn, stream, limits, 503, body, close=True)
+
+    listeners = await trio.open_tcp_listeners(port, host=host)
     task_status.started(listeners)
-    await trio.serve_listeners(handle, listeners)
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(serve_clients, listener, handle, refuse, limits, "metrics")
+
+
+async def _next_request(conn: Any, stream: trio.SocketStream) -> Any:
+    """The next complete request (its body read and dropped), or None when the client
+    closed the connection."""
+    request = None
+    body = 0
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            if conn.they_are_waiting_for_100_continue:
+                raise h11.RemoteProtocolError("Expect: 100-continue is not supported", error_status_hint=417)
+            conn.receive_data(await stream.receive_some(16384))
+        elif isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.Data):
+            body += len(event.data)
+            if body > MAX_BODY:
+                raise h11.RemoteProtocolError(f"request body over {MAX_BODY} bytes", error_status_hint=413)
+        elif isinstance(event, h11.EndOfMessage):
+            return request
+        elif isinstance(event, h11.ConnectionClosed):
+            return None
+
+
+REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed", 413: b"Content Too Large",
+           431: b"Request Header Fields Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable"}
+
+
+async def _respond(conn: Any, stream: trio.SocketStream, limits: ClientLimits, status: int, body: bytes, *,
+                   head: bool = False, close: bool = False, allow: bool = False,
+                   content_type: bytes = b"text/plain; charset=utf-8") -> None:
+    headers = [(b"Content-Type", content_type), (b"Content-Length", b"%d" % len(body))]
+    if close:
+        headers.append((b"Connection", b"close"))
+    if allow:
+        headers.append((b"Allow", b"GET, HEAD"))
+    reason = REASONS.get(status, b"")
+    data = conn.send(h11.Response(status_code=status, headers=headers, reason=reason))
+    if not head:
+        data += conn.send(h11.Data(data=body))
+    data += conn.send(h11.EndOfMessage())
+    await send_within(stream, data, limits)

@@ -4,6 +4,7 @@ Ctrl-C (or SIGTERM), which stops the tree in reverse start order."""
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 from typing import Any
 
@@ -15,7 +16,39 @@ from airssys_actors import Node, track_memory
 from . import render
 from .commands import HANDLERS
 from .control import ControlServer, default_socket
+from .serving import (DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_CLIENTS, MAX_CLIENT_TIMEOUT, ClientLimits,
+                      check_client_timeout, check_max_clients)
 from .treefile import load_tree
+
+
+def add_client_limit_flags(run: argparse.ArgumentParser) -> None:
+    """``--client-timeout`` and ``--max-clients`` of ``airssys run``."""
+    run.add_argument("--client-timeout", type=_flag(check_client_timeout), default=DEFAULT_CLIENT_TIMEOUT,
+                     metavar="SECONDS",
+                     help="seconds a control-socket or metrics client has to send its request and to take "
+                          f"each part of the answer (default {DEFAULT_CLIENT_TIMEOUT:g}, at most {MAX_CLIENT_TIMEOUT:g})")
+    run.add_argument("--max-clients", type=_flag(check_max_clients, int), default=DEFAULT_MAX_CLIENTS, metavar="N",
+                     help="connections served at once on the control socket and, apart, on the metrics port; "
+                          f"more are refused (default {DEFAULT_MAX_CLIENTS})")
+
+
+def _flag(check: Any, parse: Any = float) -> Any:
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        try:
+            return check(value, "value")
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("value ")) from None
+
+    return convert
+
+
+def client_limits(args: argparse.Namespace) -> ClientLimits:
+    return ClientLimits(timeout=getattr(args, "client_timeout", DEFAULT_CLIENT_TIMEOUT),
+                        max_clients=getattr(args, "max_clients", DEFAULT_MAX_CLIENTS))
 
 
 class TreeGaveUp(Exception):
@@ -48,12 +81,13 @@ async def _serve(args: argparse.Namespace, tree: Any, out: Any, stop: trio.Event
     async with Node(args.node_name) as node:
         give_ups = node.subscribe({"give_up"})
         root = await supervisors.start(node, tree)
-        server = ControlServer(node, root, socket, HANDLERS)
+        limits = client_limits(args)
+        server = ControlServer(node, root, socket, HANDLERS, limits)
         await node.start(server.serve)
         if args.metrics:
             from .metrics import serve_metrics
 
-            listeners = await node.start(serve_metrics, node, root, args.metrics)
+            listeners = await node.start(serve_metrics, node, root, args.metrics, limits)
             host, port = listeners[0].socket.getsockname()[:2]
             out.print(f"metrics on http://{host}:{port}/metrics")
         count = len(node.pids())
@@ -80,7 +114,50 @@ async def _serve(args: argparse.Namespace, tree: Any, out: Any, stop: trio.Event
             await root.stop()  # children stop in reverse start order, as OTP does
 
 
+class _GuestLogRate(logging.Filter):
+    """At most ``per_second`` guest log records a second reach stderr (a guest that logs in
+    a loop must not make the node wait on a slow terminal or pipe); the rest are counted
+    and the count is reported with the next record let through. Every line is still an
+    event (``airssys logs``)."""
+
+    def __init__(self, per_second: int = 100) -> None:
+        super().__init__()
+        self.per_second = per_second
+        self.second = 0
+        self.count = 0
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("airssys_actors.guest"):
+            return True
+        second = int(record.created)
+        if second != self.second:
+            self.second, self.count = second, 0
+        self.count += 1
+        if self.count > self.per_second:
+            self.suppressed += 1
+            return False
+        if self.suppressed:
+            record.msg = f"{record.msg} (and {self.suppressed} guest log lines not shown)"
+            self.suppressed = 0
+        return True
+
+
+def _log_escaped() -> None:
+    """Log records (guest log lines among them) reach stderr with control characters
+    escaped and guest lines rate-limited; as Python's default, only warnings and errors
+    are shown."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(render.EscapingFormatter("%(name)s: %(message)s"))
+    handler.addFilter(_GuestLogRate())
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+
+
 def run_tree(args: argparse.Namespace) -> int:
+    _log_escaped()
     if getattr(args, "track_memory", False):
         # Before the tree file is loaded: the engine is created with the first component.
         track_memory(True)
