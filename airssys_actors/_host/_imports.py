@@ -19,8 +19,9 @@ from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 
 from . import _abi
-from ._component import HOST_INTERFACE, TYPES_INTERFACE
 
+TYPES_INTERFACE = "airssys:actor/types@0.1.0"
+HOST_INTERFACE = "airssys:actor/host@0.1.0"
 LEVELS = ("trace", "debug", "info", "warn", "error")
 
 
