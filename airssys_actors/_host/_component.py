@@ -89,7 +89,7 @@ def describe(item: Any) -> str:
     return text if len(text) <= _DESCRIBE_CHARS else text[: _DESCRIBE_CHARS - 3] + "..."
 
 
-def _describe(item: Any, depth: int) -> str:  # noqa: PLR0911 - one case per kind of type
+def _describe(item: Any, depth: int) -> str:
     if depth < 0:
         return "..."
     d = depth - 1
