@@ -53,7 +53,8 @@ class Component:
         """Load a component from a ``.wat``/``.wasm`` path or from raw bytes.
 
         Raises:
-            InvalidComponent: corrupt bytes, WAT that does not parse, a core module.
+            InvalidComponent: corrupt bytes, WAT that does not parse (the message starts
+                with ``FILE:LINE:COL:``, ``<wat>:LINE:COL:`` for bytes), a core module.
             ComponentWorldMismatch: a valid component that does not implement the world.
         """
         path: str | None = None
@@ -65,7 +66,7 @@ class Component:
                 data = Path(path).read_bytes()
             except OSError as exc:
                 raise InvalidComponent(f"cannot read {path}: {exc.strerror}") from None
-        compiled, digest = compile_component(data)
+        compiled, digest = compile_component(data, path)
         if name is None:
             name = Path(path).stem if path else f"component-{digest[:12]}"
         return cls(name=name, version=version or digest[:12], digest=digest, source=path, compiled=compiled)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -214,20 +215,71 @@ def _link_problem(text: str) -> str:
     return problem if len(problem) <= 500 else problem[:497] + "..."
 
 
-def _to_binary(source: bytes) -> bytes:
+def _to_binary(source: bytes, origin: str | None = None) -> bytes:
     if source[:4] == b"\0asm":
         return source
     try:
-        return bytes(wasmtime.wat2wasm(source.decode("utf-8")))
-    except UnicodeDecodeError as exc:
-        raise InvalidComponent("not WebAssembly: neither a binary nor WAT text") from exc
+        text = source.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidComponent(_located(origin, "not WebAssembly: neither a binary nor WAT text")) from None
+    try:
+        return bytes(wasmtime.wat2wasm(text))
     except wasmtime.WasmtimeError as exc:
-        raise InvalidComponent(f"invalid WAT: {_first_line(exc)}") from exc
+        raise InvalidComponent(wat_error(str(exc), origin or "<wat>")) from None
 
 
-def _first_line(exc: BaseException) -> str:
+def _located(origin: str | None, message: str) -> str:
+    return message if origin is None else f"{origin}: {message}"
+
+
+# wat2wasm points at the error as "--> <anon>:LINE:COL" (then the line and a caret), or
+# ends its message with "at <anon>:LINE:COL".
+_WAT_AT = re.compile(r"(?:-->|\bat)\s+<anon>:(\d+):(\d+)")
+_NEAR_CHARS = 60
+
+
+def wat_error(text: str, origin: str) -> str:
+    """wasmtime's WAT syntax error as ``ORIGIN:LINE:COL: invalid WAT: MESSAGE, near 'TEXT'``.
+
+    ``origin`` is the file's path, or ``<wat>`` for WAT given as bytes or text. The
+    offending text is the source line from the column wat2wasm points at (as much of it
+    as fits in a line)."""
+    lines = text.strip().splitlines()
+    match = _WAT_AT.search(text)
+    if not lines:
+        return f"{origin}: invalid WAT"
+    message = _WAT_AT.sub("", lines[0]).strip()
+    if match is None:
+        return f"{origin}: invalid WAT: {message}"
+    line, col = int(match.group(1)), int(match.group(2))
+    near = _offending_text(lines, line, col)
+    return f"{origin}:{line}:{col}: invalid WAT: {message}" + (f", near {near!r}" if near else "")
+
+
+def _offending_text(lines: list[str], line: int, col: int) -> str:
+    # The quoted source line reads "   12 |     (func ...)": the number, a bar, then the line.
+    marker = f"{line} |"
+    for quoted in lines[1:]:
+        head, sep, source = quoted.partition("|")
+        if sep and head.strip() == str(line) and quoted.lstrip().startswith(marker):
+            source = source[1:] if source.startswith(" ") else source
+            tail = source[col - 1:].strip()
+            return tail if len(tail) <= _NEAR_CHARS else tail[: _NEAR_CHARS - 3] + "..."
+    return ""
+
+
+def _error_text(exc: BaseException) -> str:
+    """wasmtime's error on one line: the message and its causes, without backtraces."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    head, _, causes = text.partition("Caused by:")
+    parts = [head.strip()] + [
+        line.strip().split(": ", 1)[1] if line.strip()[:1].isdigit() and ": " in line else line.strip()
+        for line in causes.splitlines() if line.strip()
+    ]
+    joined = ": ".join(p for p in parts if p)
+    return joined if len(joined) <= 500 else joined[:497] + "..."
 
 
 def _is_core_module(binary: bytes) -> bool:
@@ -247,19 +299,21 @@ _MEMO_BY_SOURCE: dict[str, cm.Component] = {}
 """The same, by the sha256 of the source as given (WAT or binary)."""
 
 
-def compile_component(source: bytes) -> tuple[cm.Component, str]:
+def compile_component(source: bytes, origin: str | None = None) -> tuple[cm.Component, str]:
     """Compile ``source`` (binary or WAT), reusing the in-memory and on-disk caches.
 
-    Returns the compiled component and the sha256 of the source bytes.
+    ``origin`` is the file it was read from, if any: errors name it (and a WAT syntax
+    error its line and column). Returns the compiled component and the sha256 of the
+    source bytes.
     """
     digest = hashlib.sha256(source).hexdigest()
     # The same source again (a component spawned by path, every time): no WAT conversion.
     compiled = _MEMO_BY_SOURCE.get(digest)
     if compiled is not None:
         return compiled, digest
-    binary = _to_binary(source)
+    binary = _to_binary(source, origin)
     if _is_core_module(binary):
-        raise InvalidComponent("this is a core wasm module, not a component")
+        raise InvalidComponent(_located(origin, "this is a core wasm module, not a component"))
     key = cache_key(binary)
     compiled = _MEMO.get(key)
     if compiled is not None:
@@ -276,7 +330,7 @@ def compile_component(source: bytes) -> tuple[cm.Component, str]:
         try:
             compiled = cm.Component(engine, binary)
         except wasmtime.WasmtimeError as exc:
-            raise InvalidComponent(f"not a valid component: {_first_line(exc)}") from exc
+            raise InvalidComponent(_located(origin, f"not a valid component: {_error_text(exc)}")) from None
         check_world(compiled, engine)
         _store_artifact(path, compiled)
     else:
