@@ -197,21 +197,18 @@ def keep_forever(*thunks: object) -> None:
 keep_forever(_dispatch, _finalize)
 
 
-_LINKERS: dict[object, cm.Linker] = {}
+_LINKERS: dict[str, cm.Linker] = {}
 
 
-def linker(engine: wasmtime.Engine, *, wasi: bool = False, deny_unknown: cm.Component | None = None) -> cm.Linker:
-    """The linker that provides ``airssys:actor/host``: plus WASI p2 when ``wasi``; or,
-    for a component that imports WASI without a grant, with those imports as traps."""
-    key: object = ("wasi",) if wasi else ("deny", id(deny_unknown)) if deny_unknown is not None else ("host",)
+def linker(engine: wasmtime.Engine, *, wasi: bool = False) -> cm.Linker:
+    """The linker that provides ``airssys:actor/host``, plus WASI 0.2 when ``wasi``."""
+    key = "wasi" if wasi else "host"
     cached = _LINKERS.get(key)
     if cached is not None:
         return cached
     link = _host_linker(engine)
     if wasi:
         link.add_wasip2()
-    if deny_unknown is not None:
-        link.define_unknown_imports_as_traps(deny_unknown)
     _LINKERS[key] = link
     return link
 
