@@ -158,12 +158,13 @@ async def test_without_a_grant_a_wasi_guest_spawns_and_sees_nothing(node, fsprob
     await assert_serving(node)
 
 
-async def test_without_a_grant_clocks_and_randomness_work(node, fsprobe):
+async def test_without_a_grant_clocks_sleep_and_randomness_work(node, fsprobe):
     pid = await node.spawn(fsprobe)
     wall, monotonic = await node.call(pid, "clock")
     assert wall > 1.6e9 and monotonic >= 0
     first, second = await node.call(pid, "random"), await node.call(pid, "random")
     assert len(first) == 16 and first != second
+    assert await node.call(pid, ["sleep", 0.01]) == "slept"
 
 
 @pytest.mark.parametrize("command", [["connect", "127.0.0.1", 9], ["listen", "127.0.0.1", 0],
