@@ -118,6 +118,10 @@ def _describe(item: Any, depth: int) -> str:
         return "enum { " + ", ".join(item.names) + " }"
     if isinstance(item, cm.FlagsType):
         return "flags { " + ", ".join(item.names) + " }"
+    if isinstance(item, cm.OwnType):
+        return "own<resource>"
+    if isinstance(item, cm.BorrowType):
+        return "borrow<resource>"
     if isinstance(item, cm.ValType):
         return type(item).__name__.lower()  # bool, u32, string, ...
     return {cm.ComponentType: "a component", cm.ModuleType: "a core module",

@@ -2,9 +2,10 @@
 tries to get out of what it was granted: through symlinks it plants in a writable
 directory, through symlinks someone else planted on the host, by renaming or creating
 outside, and, with no grant at all, by looking for files, variables, input and the
-network. Each attempt fails with an error the guest sees (nothing of the host leaks, the
-host's files are untouched) and the node goes on serving. WASI the host does not offer
-is refused at load, naming it; WASI exit ends that process alone with a named reason."""
+network (tests/guests/netprobe.wat calls wasi:sockets itself). Each attempt fails with
+an error the guest sees (nothing of the host leaks, the host's files are untouched) and
+the node goes on serving. WASI the host does not offer is refused at load, naming it;
+WASI exit ends that process alone with a named reason."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from airssys_actors import CallFailed, Capabilities, Component, ComponentWorldMismatch, Limits, Preopen, WasiGrant
 
+from ..conftest import GUESTS
 from ..isolation.guests import ECHO, FSPROBE, assert_serving
 
 pytestmark = pytest.mark.skipif(not FSPROBE.exists(), reason="build the Python guests first: make python-guest")
@@ -170,9 +172,38 @@ async def test_without_a_grant_clocks_sleep_and_randomness_work(node, fsprobe):
 @pytest.mark.parametrize("command", [["connect", "127.0.0.1", 9], ["listen", "127.0.0.1", 0],
                                      ["resolve", "localhost"]])
 async def test_without_a_grant_there_is_no_network(node, fsprobe, command):
+    # (componentize-py's Python has no socket module at all: these fail before WASI;
+    # netprobe below calls wasi:sockets itself.)
     pid = await node.spawn(fsprobe)
     assert _is_error(await node.call(pid, command))
     assert await node.call(pid, "ping") == "pong"
+
+
+ACCESS_DENIED = 1 + 1  # netprobe's code: 1 + the index of error-code.access-denied
+NOT_TRIED = 99
+
+
+@pytest.mark.parametrize("grant", [None, "writable dir and env"])
+async def test_wasi_sockets_are_denied_grant_or_not(node, host, grant):
+    """tests/guests/netprobe.wat calls wasi:sockets directly: the name lookup fails, and
+    creating a TCP socket is denied, so nothing connects to a listener on the host."""
+    import socket
+
+    caps = None if grant is None else Capabilities(wasi=WasiGrant(
+        dirs=[Preopen(host / "rw", "/rw", writable=True)], env={"K": "v"}))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.3)
+        port = listener.getsockname()[1]
+        pid = await node.spawn(str(GUESTS / "netprobe.wat"), capabilities=caps)
+        lookup, create, connect, bind = await node.call(pid, port)
+        assert lookup != 0
+        assert create == ACCESS_DENIED and connect == NOT_TRIED and bind == NOT_TRIED
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    assert await node.call(pid, port) == [lookup, create, connect, bind]  # and again: it goes on
+    await assert_serving(node)
 
 
 async def test_no_grant_and_an_empty_grant_are_the_same(node, fsprobe, host):
