@@ -22,7 +22,7 @@ Calls (the reply is the msgpack of the result):
     ["readlink", path]      -> the symlink's target, or ["error", ...]
     ["rename", old, new]    -> "ok", or ["error", ...]
     ["mkdir", path]         -> "ok", or ["error", ...]
-    ["sleep", seconds]      -> "slept" after time.sleep(seconds)
+    ["sleep", seconds]      -> "slept" after time.sleep(seconds) (the node refuses WASI sleeps: a trap)
     "stdin"                 -> what reading all of stdin gave (text), or ["error", ...]
     ["print", text]         -> "ok" after printing text to stdout and stderr
     "clock"                 -> [time.time(), time.monotonic()]
