@@ -64,9 +64,9 @@ def _env(value: object) -> tuple[tuple[str, str], ...]:
 
 @attrs.frozen
 class WasiGrant:
-    """WASI access for a guest that imports ``wasi:*``. Without a grant, every WASI call
-    such a guest makes traps. A grant gives exactly these directories and variables
-    (plus WASI's clocks and randomness, which come with it)."""
+    """WASI access for a guest that imports ``wasi:*``: exactly these directories and
+    variables, plus WASI's clocks and randomness. Without a grant such a guest runs in
+    an empty WASI context, the same as ``WasiGrant()``."""
 
     dirs: tuple[Preopen, ...] = attrs.field(default=(), converter=tuple)
     env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_env)
@@ -89,7 +89,8 @@ class Capabilities:
     timers: int = attrs.field(default=0, validator=_count)
     """How many timers it may have pending at once (0: may not set timers)."""
     wasi: WasiGrant | None = None
-    """WASI access (files, environment); None: none."""
+    """WASI access (files, environment); None: an empty WASI context (clocks and
+    randomness only)."""
 
     @classmethod
     def all(cls, max_children: int = 1000, timers: int = 1000) -> Capabilities:

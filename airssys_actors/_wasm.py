@@ -55,7 +55,8 @@ class Component:
         """Load a component from a ``.wat``/``.wasm`` path or from raw bytes.
 
         Raises:
-            InvalidComponent: corrupt bytes, WAT that does not parse, a core module.
+            InvalidComponent: corrupt bytes, WAT that does not parse (the message starts
+                with ``FILE:LINE:COL:``, ``<wat>:LINE:COL:`` for bytes), a core module.
             ComponentWorldMismatch: a valid component that does not implement the world.
         """
         path: str | None = None
@@ -67,10 +68,13 @@ class Component:
                 data = Path(path).read_bytes()
             except OSError as exc:
                 raise InvalidComponent(f"cannot read {path}: {exc.strerror}") from None
-        compiled, digest = compile_component(data)
-        # What an instance allocates (its memories and tables), for Limits.memory.
-        binary = data if data[:4] == b"\0asm" else bytes(wasmtime.wat2wasm(data.decode("utf-8")))
-        register_layout(compiled, measure_layout(binary))
+        compiled, digest = compile_component(data, path)
+        if getattr(compiled, "_airssys_layout", None) is None:
+            # What an instance allocates (its memories and tables), for Limits.memory:
+            # measured once per compiled component (the same source again skips it, as
+            # it skips the WAT conversion). compile_component accepted the text already.
+            binary = data if data[:4] == b"\0asm" else bytes(wasmtime.wat2wasm(data.decode("utf-8")))
+            register_layout(compiled, measure_layout(binary))
         if name is None:
             name = Path(path).stem if path else f"component-{digest[:12]}"
         return cls(name=name, version=version or digest[:12], digest=digest, source=path, compiled=compiled)

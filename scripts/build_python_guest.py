@@ -19,8 +19,8 @@ stdout, random) trap inside the guest instead of needing a WASI host.
 A guest that is meant to use WASI opts out: an (empty) file named ``WASI`` in its
 folder drops ``--stub-wasi``, so the component imports the WASI 0.2 interfaces its
 Python runtime uses (``wasi:filesystem``, ``wasi:cli``, ``wasi:clocks``, ``wasi:random``,
-...). The node runs such a guest only with what ``Capabilities(wasi=WasiGrant(...))``
-grants; without a grant its WASI calls trap (docs/security.md).
+...). The node gives such a guest what ``Capabilities(wasi=WasiGrant(...))``
+grants; without a grant, an empty WASI context (docs/security.md).
 
 A build takes several seconds, so it is skipped when ``NAME.wasm.sha256`` beside the
 output records the same source hash: the WIT files, every .py file of the guest,

@@ -11,6 +11,7 @@ a message (crashing that process only).
 from __future__ import annotations
 
 import ctypes
+import time
 from typing import Protocol
 from collections.abc import Callable
 
@@ -19,8 +20,9 @@ from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 
 from . import _abi
-from ._component import HOST_INTERFACE, TYPES_INTERFACE
 
+TYPES_INTERFACE = "airssys:actor/types@0.1.0"
+HOST_INTERFACE = "airssys:actor/host@0.1.0"
 LEVELS = ("trace", "debug", "info", "warn", "error")
 
 
@@ -196,21 +198,72 @@ def keep_forever(*thunks: object) -> None:
 keep_forever(_dispatch, _finalize)
 
 
-_LINKERS: dict[object, cm.Linker] = {}
+#: WASI's monotonic clock, replaced in the WASI linker: its ``subscribe-*`` functions make
+#: the pollables a guest sleeps on (``time.sleep`` in Python), and a sleep blocks the
+#: thread running the guest inside the host, where neither the deadline nor ``kill``
+#: reaches it; an inline guest would hold the node for as long as it likes. Here they
+#: trap at once, naming themselves; ``now`` and ``resolution`` work as before.
+MONOTONIC_CLOCK = "wasi:clocks/monotonic-clock"
+#: Defined under every 0.2 patch version a guest may import: wasmtime matches an import
+#: by its exact version first, then by the highest 0.2.x defined (the last one here).
+_CLOCK_VERSIONS = (*(f"0.2.{n}" for n in range(40)), "0.2.999999")
+_CLOCK_FUNCS = ("now", "resolution", "subscribe-instant", "subscribe-duration")
+_CLOCK_START = time.monotonic_ns()
 
 
-def linker(engine: wasmtime.Engine, *, wasi: bool = False, deny_unknown: cm.Component | None = None) -> cm.Linker:
-    """The linker that provides ``airssys:actor/host``: plus WASI p2 when ``wasi``; or,
-    for a component that imports WASI without a grant, with those imports as traps."""
-    key: object = ("wasi",) if wasi else ("deny", id(deny_unknown)) if deny_unknown is not None else ("host",)
+@ffi.wasmtime_component_func_callback_t
+def _clock(env, context, ty, args, nargs, results, nresults):  # type: ignore[no-untyped-def]
+    try:
+        name = _CLOCK_FUNCS[env or 0]
+        if name == "now" or name == "resolution":
+            out = results[0]
+            out.kind = _abi.K_U64
+            # Nanoseconds since the host started: nothing about the host's uptime.
+            out.of.u64 = time.monotonic_ns() - _CLOCK_START if name == "now" else 1
+            return 0
+        message = (f"unsupported WASI call {MONOTONIC_CLOCK}#{name}: a guest may not sleep or wait "
+                   "on a timer (it would block the node); use send-after")
+    except BaseException as exc:  # never unwind through wasm
+        message = f"host error in {MONOTONIC_CLOCK}: {exc!r}"
+    return ctypes.cast(wasmtime.WasmtimeError(message)._consume(), ctypes.c_void_p).value
+
+
+keep_forever(_clock)
+
+
+def _replace_monotonic_clock(link: cm.Linker) -> None:
+    link.allow_shadowing = True
+    with link.root() as root:
+        for version in _CLOCK_VERSIONS:
+            with root.add_instance(f"{MONOTONIC_CLOCK}@{version}") as clock:
+                for index, name in enumerate(_CLOCK_FUNCS):
+                    _add_raw_func(clock, name, _clock, index)
+    link.allow_shadowing = False
+
+
+def _add_raw_func(instance: cm.LinkerInstance, name: str, callback: object, index: int) -> None:
+    encoded = name.encode()
+    err = ffi.wasmtime_component_linker_instance_add_func(
+        instance.ptr(), ctypes.create_string_buffer(encoded), len(encoded), callback, index, _finalize,
+    )
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)
+
+
+_LINKERS: dict[str, cm.Linker] = {}
+
+
+def linker(engine: wasmtime.Engine, *, wasi: bool = False) -> cm.Linker:
+    """The linker that provides ``airssys:actor/host``, plus WASI 0.2 when ``wasi`` (with
+    the monotonic clock's timers refused, see :data:`MONOTONIC_CLOCK`)."""
+    key = "wasi" if wasi else "host"
     cached = _LINKERS.get(key)
     if cached is not None:
         return cached
     link = _host_linker(engine)
     if wasi:
         link.add_wasip2()
-    if deny_unknown is not None:
-        link.define_unknown_imports_as_traps(deny_unknown)
+        _replace_monotonic_clock(link)
     _LINKERS[key] = link
     return link
 
@@ -222,11 +275,5 @@ def _host_linker(engine: wasmtime.Engine) -> cm.Linker:
             pass
         with root.add_instance(HOST_INTERFACE) as host:
             for index, name in enumerate(_IMPORTS):
-                encoded = name.encode()
-                err = ffi.wasmtime_component_linker_instance_add_func(
-                    host.ptr(), ctypes.create_string_buffer(encoded), len(encoded),
-                    _dispatch, index, _finalize,
-                )
-                if err:
-                    raise wasmtime.WasmtimeError._from_ptr(err)
+                _add_raw_func(host, name, _dispatch, index)
     return link

@@ -228,8 +228,14 @@ class WasiGrantLike(Protocol):
     inherit_env: tuple[str, ...]
 
 
-def _wasi_config(grant: WasiGrantLike) -> wasmtime.WasiConfig:
+def _wasi_config(grant: WasiGrantLike | None) -> wasmtime.WasiConfig:
+    """The WASI context of one process. ``None`` (no grant) is an empty one: wasmtime's
+    defaults give no directories, no environment or arguments, no socket address (every
+    connect, bind and name lookup is denied), stdin closed, stdout and stderr discarded;
+    clocks and randomness work. A grant adds exactly its directories and variables."""
     config = wasmtime.WasiConfig()
+    if grant is None:
+        return config
     for pre in grant.dirs:
         config.preopen_dir(pre.host_path, pre.guest_path, pre.writable)
     env = list(grant.env) + [(k, os.environ[k]) for k in grant.inherit_env if k in os.environ]
@@ -384,11 +390,11 @@ class GuestInstance:
             # Before instantiation, which runs guest code (start functions) too: from here
             # on interrupt() reaches this instance, so a kill can stop it.
             watch(self)
-        if wasi is not None:
+        if info.imports_wasi:
+            # Only a component that imports WASI pays for a WASI context (and the larger
+            # linker); a grant to one that does not changes nothing.
             store.set_wasi(_wasi_config(wasi))
             link = linker(host_engine.engine, wasi=True)
-        elif info.imports_wasi:
-            link = linker(host_engine.engine, deny_unknown=component)
         else:
             link = linker(host_engine.engine)
         # With memory tracking on, the memories wasmtime creates while instantiating are

@@ -1,6 +1,7 @@
 ;; bad_import: echo (see examples/components/echo.wat), except that its host import also
-;; declares `teleport: func()`, which airssys:actor/host@0.1.0 does not have. Linking it
-;; must fail at instantiation; handle calls teleport before echoing.
+;; declares `teleport: func()` and `kind: func() -> u32`, which airssys:actor/host@0.1.0
+;; does not have (`kind` is a type of airssys:actor/types, not a host function). Loading it
+;; must be refused, naming both; handle calls teleport before echoing.
 ;;
 ;; The layout below is the one every WAT guest in this folder uses (docs/guests-wat.md):
 ;;   1. the types and host interface of airssys:actor@0.1.0, imported as the WIT world says;
@@ -28,7 +29,8 @@
     (alias outer 1 $address (type $a))
     (export "address" (type $addr (eq $a)))
     (export "send" (func (param "to" $addr) (param "payload" (list u8)) (result (result (error string)))))
-    (export "teleport" (func))))
+    (export "teleport" (func))
+    (export "kind" (func (result u32)))))
 
   ;; Memory and a bump allocator; `reset` frees everything above the heap base.
   (core module $Libc

@@ -1,6 +1,7 @@
 ;; wrong_types: exports init, handle, snapshot and upgrade by the right names, but `handle`
-;; has the wrong type, func(x: u32) -> u32 (it returns x + 1). Loading it as a process must
-;; be refused. Otherwise the same as examples/components/echo.wat, without the host import.
+;; has the wrong type, func(x: u32) -> u32 (it returns x + 1), and `upgrade` returns
+;; result<_, u32> instead of result<_, string>. Loading it as a process must be refused,
+;; naming both. Otherwise the same as examples/components/echo.wat, without the host import.
 ;;
 ;; The layout below is the one every WAT guest in this folder uses (docs/guests-wat.md):
 ;;   1. the types and host interface of airssys:actor@0.1.0, imported as the WIT world says;
@@ -55,7 +56,7 @@
       (i32.store (i32.const 0) (i32.const 0))
       (i32.store (i32.const 4) (i32.const 0))
       (i32.const 0))
-    ;; upgrade(from-version, state) -> result<_, string>
+    ;; upgrade(from-version, state) -> result<_, u32> (the wrong type)
     (func (export "upgrade") (param i32 i32 i32 i32) (result i32)
       (i32.store8 (i32.const 0) (i32.const 0))
       (i32.const 0))
@@ -69,5 +70,5 @@
     (canon lift (core func $main "handle")))
   (func (export "snapshot") (result (list u8))
     (canon lift (core func $main "snapshot") (memory $memory) (post-return (core func $main "post"))))
-  (func (export "upgrade") (param "from-version" string) (param "state" (list u8)) (result (result (error string)))
+  (func (export "upgrade") (param "from-version" string) (param "state" (list u8)) (result (result (error u32)))
     (canon lift (core func $main "upgrade") (memory $memory) (realloc $realloc) (post-return (core func $main "post")))))

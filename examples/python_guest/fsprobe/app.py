@@ -4,8 +4,9 @@ Unlike kvstore it is built WITHOUT ``--stub-wasi`` (the ``WASI`` file beside thi
 tells scripts/build_python_guest.py so): the component imports the WASI 0.2 interfaces
 and every file or environment access below is a real WASI call. What it can reach is
 exactly what the process's ``Capabilities(wasi=WasiGrant(...))`` grants; without a grant
-the node links those imports as traps. The isolation tests (tests/isolation/) use it to
-check that a guest sees no more of the host than it was given.
+it gets an empty WASI context (no directories, no environment, no network). The
+isolation and hostile tests (tests/isolation/test_wasi.py, tests/hostile/test_wasi_escape.py)
+use it to check that a guest sees no more of the host than it was given.
 
 Calls (the reply is the msgpack of the result):
 
@@ -15,6 +16,17 @@ Calls (the reply is the msgpack of the result):
     ["env", name]           -> os.environ.get(name) (nil when unset)
     "environ"               -> every variable name the guest sees, sorted
     ["connect", host, port] -> "connected" if a TCP connection opened, else ["error", ...]
+    ["listen", host, port]  -> "listening" if a TCP socket could listen there, else ["error", ...]
+    ["resolve", name]       -> the addresses a name lookup gave, or ["error", ...]
+    ["symlink", target, at] -> "ok" once the symlink ``at`` -> ``target`` exists, or ["error", ...]
+    ["readlink", path]      -> the symlink's target, or ["error", ...]
+    ["rename", old, new]    -> "ok", or ["error", ...]
+    ["mkdir", path]         -> "ok", or ["error", ...]
+    ["sleep", seconds]      -> "slept" after time.sleep(seconds) (the node refuses WASI sleeps: a trap)
+    "stdin"                 -> what reading all of stdin gave (text), or ["error", ...]
+    ["print", text]         -> "ok" after printing text to stdout and stderr
+    "clock"                 -> [time.time(), time.monotonic()]
+    "random"                -> 16 bytes from os.urandom
     ["exit", code]          -> calls WASI exit (os._exit(code)): the call never returns
     "ping"                  -> "pong"
 
@@ -26,6 +38,8 @@ init(args) accepts anything; snapshot() is empty and upgrade() always succeeds.
 from __future__ import annotations
 
 import os
+import sys
+import time
 from typing import Any
 
 import wit_world
@@ -39,11 +53,28 @@ def _error(exc: BaseException) -> list:
     return ["error", f"{type(exc).__name__}: {exc}"]
 
 
+def _os_call(fn: Any, *args: str) -> Any:
+    try:
+        fn(*args)
+        return "ok"
+    except OSError as exc:
+        return _error(exc)
+
+
 def _call(request: Any) -> Any:
     if request == "ping":
         return "pong"
     if request == "environ":
         return sorted(os.environ)
+    if request == "stdin":
+        try:
+            return sys.stdin.read()
+        except Exception as exc:
+            return _error(exc)
+    if request == "clock":
+        return [time.time(), time.monotonic()]
+    if request == "random":
+        return os.urandom(16)
     if isinstance(request, list) and request and isinstance(request[0], str):
         op, args = request[0], request[1:]
         if op == "read" and len(args) == 1 and isinstance(args[0], str):
@@ -74,6 +105,41 @@ def _call(request: Any) -> Any:
                     return "connected"
             except Exception as exc:  # ImportError too: no socket support at all is a no
                 return _error(exc)
+        if op == "listen" and len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], int):
+            try:
+                import socket
+
+                with socket.socket() as server:
+                    server.bind((args[0], args[1]))
+                    server.listen()
+                    return "listening"
+            except Exception as exc:
+                return _error(exc)
+        if op == "resolve" and len(args) == 1 and isinstance(args[0], str):
+            try:
+                import socket
+
+                return sorted({info[4][0] for info in socket.getaddrinfo(args[0], 80)})
+            except Exception as exc:
+                return _error(exc)
+        if op == "symlink" and len(args) == 2 and all(isinstance(a, str) for a in args):
+            return _os_call(os.symlink, args[0], args[1])
+        if op == "readlink" and len(args) == 1 and isinstance(args[0], str):
+            try:
+                return os.readlink(args[0])
+            except OSError as exc:
+                return _error(exc)
+        if op == "rename" and len(args) == 2 and all(isinstance(a, str) for a in args):
+            return _os_call(os.rename, args[0], args[1])
+        if op == "mkdir" and len(args) == 1 and isinstance(args[0], str):
+            return _os_call(os.mkdir, args[0])
+        if op == "sleep" and len(args) == 1 and isinstance(args[0], (int, float)):
+            time.sleep(args[0])
+            return "slept"
+        if op == "print" and len(args) == 1 and isinstance(args[0], str):
+            print(args[0])
+            print(args[0], file=sys.stderr)
+            return "ok"
         if op == "exit" and len(args) == 1 and isinstance(args[0], int):
             os._exit(args[0])
     raise Err(f"bad request: {request!r}"[:200])
