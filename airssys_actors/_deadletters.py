@@ -1,17 +1,31 @@
 """Dead letters: messages that could not be delivered or whose handling crashed their
-process, kept (bounded) so that no message disappears without a trace."""
+process, kept (bounded) so that no message disappears without a trace.
+
+The store is bounded in count and in bytes: each letter keeps at most
+:data:`PAYLOAD_PREFIX` bytes of its payload (and the payload's real ``size``), its reason
+and address are capped like exit reasons, and the oldest letters go first once the store
+holds ``max_bytes``. A guest that sends 1 MiB messages to a full mailbox in a loop thus
+costs the node a few MiB at most, however long it goes on.
+"""
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import Any
 
 import attrs
 
+from ._bounded import RECORD_OVERHEAD, BoundedLog
 from ._codec import UndecodableMessage, decode
 from ._message import KIND_OF, Envelope, Kind
 from ._pid import Pid
+from ._reasons import bounded_text
+
+#: The most bytes of a dead letter's payload that are kept.
+PAYLOAD_PREFIX = 1024
+#: The default byte budget of a node's dead letters (payload prefixes, reasons and
+#: addresses, plus a fixed overhead per letter).
+DEAD_LETTER_BYTES = 16 << 20
 
 
 @attrs.frozen
@@ -24,13 +38,29 @@ class DeadLetter:
     kind: Kind
     ref: int
     payload: bytes
+    """The payload's first :data:`PAYLOAD_PREFIX` bytes (all of it unless ``truncated``)."""
     reason: str
     """Why it is dead: the exit reason of the process that crashed on it or left it queued,
     ``noproc``, ``late_reply``, ``timer_target_gone``..."""
     time: float
+    size: int = attrs.field(default=-1, converter=int)
+    """The payload's real size in bytes."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.size < 0:
+            object.__setattr__(self, "size", len(self.payload))
+
+    @property
+    def truncated(self) -> bool:
+        """True when only a prefix of the payload was kept."""
+        return self.size > len(self.payload)
 
     @property
     def value(self) -> Any:
+        """The payload decoded; the raw bytes when they do not decode (as a truncated
+        payload's prefix usually does not)."""
+        if self.truncated:
+            return self.payload
         try:
             return decode(self.payload)
         except UndecodableMessage:
@@ -38,17 +68,29 @@ class DeadLetter:
 
 
 class DeadLetters:
-    """The last ``capacity`` dead letters of a node, plus a count of all of them."""
+    """The last ``capacity`` dead letters of a node (and at most ``max_bytes`` of them;
+    ``None``: no byte bound), plus a count of all of them."""
 
-    def __init__(self, capacity: int = 10_000) -> None:
-        self._items: deque[DeadLetter] = deque(maxlen=capacity)
+    def __init__(self, capacity: int = 10_000, max_bytes: int | None = DEAD_LETTER_BYTES) -> None:
+        self._items: BoundedLog[DeadLetter] = BoundedLog(capacity, max_bytes)
         self.total = 0
 
     def record(self, to: object, env: Envelope, reason: str) -> DeadLetter:
-        letter = DeadLetter(str(to), env.sender, KIND_OF[env.kind], env.ref, env.payload, reason, time.time())
-        self._items.append(letter)
+        payload = env.payload
+        size = len(payload)
+        if size > PAYLOAD_PREFIX:
+            payload = payload[:PAYLOAD_PREFIX]  # a copy: the whole payload can be freed
+        address = bounded_text(str(to))
+        reason = bounded_text(reason)
+        letter = DeadLetter(address, env.sender, KIND_OF[env.kind], env.ref, payload, reason, time.time(), size)
+        self._items.append(letter, RECORD_OVERHEAD + len(payload) + len(reason) + len(address))
         self.total += 1
         return letter
+
+    @property
+    def bytes(self) -> int:
+        """What the kept letters weigh, as counted against the byte budget."""
+        return self._items.bytes
 
     def items(self) -> list[DeadLetter]:
         return list(self._items)

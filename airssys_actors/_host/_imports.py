@@ -19,6 +19,7 @@ from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 
 from . import _abi
+from .._reasons import MAX_DETAIL_BYTES, bounded_prefix
 from ._component import HOST_INTERFACE, TYPES_INTERFACE
 
 LEVELS = ("trace", "debug", "info", "warn", "error")
@@ -128,13 +129,18 @@ def _monitor(host: HostApi, a: ctypes._Pointer, out: Val) -> None:
     _u64_result(out, lambda: host.monitor(target))
 
 
+def _guest_text(val: Val) -> str:
+    # A stop reason or a log line: only as much as the host keeps of it is read.
+    return bounded_prefix(*_abi.get_string_prefix(val, MAX_DETAIL_BYTES))
+
+
 def _stop(host: HostApi, a: ctypes._Pointer, out: Val | None) -> None:
-    host.stop(_get_string(a[0]))
+    host.stop(_guest_text(a[0]))
 
 
 def _log(host: HostApi, a: ctypes._Pointer, out: Val | None) -> None:
     level = _get_string_vec(a[0].of.enumeration)
-    host.log(level, _get_string(a[1]))
+    host.log(level, _guest_text(a[1]))
 
 
 def _get_string_vec(vec: ffi.wasm_byte_vec_t) -> str:
