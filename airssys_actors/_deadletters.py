@@ -19,7 +19,7 @@ from ._bounded import RECORD_OVERHEAD, BoundedLog
 from ._codec import UndecodableMessage, decode
 from ._message import KIND_OF, Envelope, Kind
 from ._pid import Pid
-from ._reasons import bounded_text
+from ._reasons import MAX_REASON_TEXT, bounded_text
 
 #: The most bytes of a dead letter's payload that are kept.
 PAYLOAD_PREFIX = 1024
@@ -81,7 +81,7 @@ class DeadLetters:
         if size > PAYLOAD_PREFIX:
             payload = payload[:PAYLOAD_PREFIX]  # a copy: the whole payload can be freed
         address = bounded_text(str(to))
-        reason = bounded_text(reason)
+        reason = bounded_text(reason, MAX_REASON_TEXT)
         letter = DeadLetter(address, env.sender, KIND_OF[env.kind], env.ref, payload, reason, time.time(), size)
         self._items.append(letter, RECORD_OVERHEAD + len(payload) + len(reason) + len(address))
         self.total += 1

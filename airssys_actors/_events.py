@@ -13,7 +13,7 @@ import trio
 
 from ._bounded import RECORD_OVERHEAD, BoundedLog
 from ._pid import Pid
-from ._reasons import MAX_DETAIL_BYTES, bounded_text
+from ._reasons import MAX_DETAIL_BYTES, MAX_REASON_TEXT, bounded_text
 
 
 @attrs.frozen
@@ -180,7 +180,7 @@ class EventBus:
         reason = fields.get("reason")
         if reason is not None:
             if len(reason) > MAX_DETAIL_BYTES // 4:
-                fields["reason"] = reason = bounded_text(reason)
+                fields["reason"] = reason = bounded_text(reason, MAX_REASON_TEXT)
             size += len(reason)
         data = fields.get("data")
         if data:

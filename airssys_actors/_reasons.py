@@ -30,6 +30,9 @@ KINDS = (
 #: The most bytes (UTF-8) of guest- or wasmtime-made text kept anywhere: an exit
 #: reason's detail, a log line, a string in an event's data.
 MAX_DETAIL_BYTES = 4096
+#: The most bytes of a reason as text (``str(reason)``, ``kind: detail``), as events and
+#: dead letters keep it: a capped detail and the longest kind fit whole.
+MAX_REASON_TEXT = MAX_DETAIL_BYTES + 32
 
 
 def _marker(size: int) -> str:
