@@ -14,9 +14,11 @@
 ;;     "m" n t   host monitor(t) n times
 ;;     "k" n t   host link(t) n times
 ;;     "d" n t   host send(t, 1 MiB of zero bytes) n times
+;;     "f" n t b forward: host send(t, b) where t is the next n bytes and b all the rest
+;;               (raw bytes, not msgpack: a raw cast); replies 1 if it returned ok, else 0
 ;;     "r"       unbounded recursion: a stack-overflow trap
 ;;     anything else (shorter than 5 bytes, or another letter): reply nil
-;;               m, k and d reply how many host calls returned ok, as a msgpack uint32
+;;               m, k, d and f reply how many host calls returned ok, as a msgpack uint32
 ;;               (0xce and four big-endian bytes). Replies go to calls only.
 ;;               Envelopes of other kinds than cast and call are ignored.
 ;;   snapshot    empty; upgrade always ok
@@ -199,6 +201,13 @@
               (local.set $i (i32.add (local.get $i) (i32.const 1)))
               (br $more)))
           (return (call $answer_u32 (local.get $kind) (local.get $ok)))))
+      (if (i32.eq (local.get $op) (i32.const 0x66))                                  ;; "f"
+        (then
+          (if (i32.le_u (local.get $n) (local.get $tl))
+            (then
+              (call $send (local.get $t) (local.get $n) (i32.add (local.get $t) (local.get $n))
+                          (i32.sub (local.get $tl) (local.get $n)) (i32.const 16))
+              (return (call $answer_u32 (local.get $kind) (i32.eqz (i32.load8_u (i32.const 16)))))))))
       (call $answer (local.get $kind) (i32.const 40) (i32.const 1)))
 
     ;; snapshot() -> list<u8>: empty
