@@ -24,28 +24,36 @@ class BoundedLog(Generic[T]):
     def __init__(self, capacity: int, max_bytes: int | None) -> None:
         self.capacity = capacity
         self.max_bytes = max_bytes
-        self._items: deque[tuple[T, int]] = deque()
+        # Two deques rather than one of pairs: no tuple per record (a dead letter is
+        # recorded for every message a crash strands).
+        self._items: deque[T] = deque(maxlen=capacity)
+        self._sizes: deque[int] = deque(maxlen=capacity)
         self.bytes = 0
 
     def append(self, item: T, size: int) -> None:
-        self._items.append((item, size))
+        items, sizes = self._items, self._sizes
+        if sizes and len(sizes) == self.capacity:  # the usual case once full: the oldest goes
+            self.bytes -= sizes[0]
+        items.append(item)  # (each deque drops its oldest itself)
+        sizes.append(size)
         self.bytes += size
-        items = self._items
-        while len(items) > self.capacity or (
-                self.max_bytes is not None and self.bytes > self.max_bytes and len(items) > 1):
-            self.bytes -= items.popleft()[1]
+        if self.max_bytes is not None and self.bytes > self.max_bytes:
+            while self.bytes > self.max_bytes and len(sizes) > 1:
+                items.popleft()
+                self.bytes -= sizes.popleft()
 
     def __len__(self) -> int:
         return len(self._items)
 
     def __iter__(self) -> Iterator[T]:
-        return (item for item, _ in self._items)
+        return iter(self._items)
 
     def __getitem__(self, index: int) -> T:
-        return self._items[index][0]
+        return self._items[index]
 
     def clear(self) -> None:
         self._items.clear()
+        self._sizes.clear()
         self.bytes = 0
 
 
@@ -60,15 +68,16 @@ class BoundedMap(Generic[K, T]):
         self.bytes = 0
 
     def put(self, key: K, value: T, size: int) -> None:
-        old = self._items.pop(key, None)
+        items = self._items
+        old = items.pop(key, None)
         if old is not None:
             self.bytes -= old[1]
-        self._items[key] = (value, size)
+        items[key] = (value, size)
         self.bytes += size
-        items = self._items
-        while len(items) > self.capacity or (
-                self.max_bytes is not None and self.bytes > self.max_bytes and len(items) > 1):
-            self.bytes -= items.popitem(last=False)[1][1]
+        if len(items) > self.capacity or (self.max_bytes is not None and self.bytes > self.max_bytes):
+            while len(items) > self.capacity or (
+                    self.max_bytes is not None and self.bytes > self.max_bytes and len(items) > 1):
+                self.bytes -= items.popitem(last=False)[1][1]
 
     def get(self, key: K, default: T | None = None) -> T | None:
         entry = self._items.get(key)

@@ -19,13 +19,14 @@ from ._bounded import RECORD_OVERHEAD, BoundedLog
 from ._codec import UndecodableMessage, decode
 from ._message import KIND_OF, Envelope, Kind
 from ._pid import Pid
-from ._reasons import MAX_REASON_TEXT, bounded_text
+from ._reasons import MAX_DETAIL_BYTES, MAX_REASON_TEXT, bounded_text
 
 #: The most bytes of a dead letter's payload that are kept.
 PAYLOAD_PREFIX = 1024
 #: The default byte budget of a node's dead letters (payload prefixes, reasons and
 #: addresses, plus a fixed overhead per letter).
 DEAD_LETTER_BYTES = 16 << 20
+_SHORT = MAX_DETAIL_BYTES // 4  # characters that fit the cap whatever they are
 
 
 @attrs.frozen
@@ -43,12 +44,8 @@ class DeadLetter:
     """Why it is dead: the exit reason of the process that crashed on it or left it queued,
     ``noproc``, ``late_reply``, ``timer_target_gone``..."""
     time: float
-    size: int = attrs.field(default=-1, converter=int)
+    size: int
     """The payload's real size in bytes."""
-
-    def __attrs_post_init__(self) -> None:
-        if self.size < 0:
-            object.__setattr__(self, "size", len(self.payload))
 
     @property
     def truncated(self) -> bool:
@@ -72,20 +69,26 @@ class DeadLetters:
     ``None``: no byte bound), plus a count of all of them."""
 
     def __init__(self, capacity: int = 10_000, max_bytes: int | None = DEAD_LETTER_BYTES) -> None:
-        self._items: BoundedLog[DeadLetter] = BoundedLog(capacity, max_bytes)
+        # Kept as plain tuples, made DeadLetters when asked for: a crash strands every
+        # message queued for its process, and a tuple is several times cheaper to make.
+        self._items: BoundedLog[tuple[Any, ...]] = BoundedLog(capacity, max_bytes)
         self.total = 0
 
-    def record(self, to: object, env: Envelope, reason: str) -> DeadLetter:
+    def record(self, to: object, env: Envelope, reason: str) -> str:
+        """Record ``env`` as dead; returns the address as kept."""
         payload = env.payload
         size = len(payload)
         if size > PAYLOAD_PREFIX:
             payload = payload[:PAYLOAD_PREFIX]  # a copy: the whole payload can be freed
-        address = bounded_text(str(to))
-        reason = bounded_text(reason, MAX_REASON_TEXT)
-        letter = DeadLetter(address, env.sender, KIND_OF[env.kind], env.ref, payload, reason, time.time(), size)
-        self._items.append(letter, RECORD_OVERHEAD + len(payload) + len(reason) + len(address))
+        address = str(to)
+        if len(address) > _SHORT:
+            address = bounded_text(address)
+        if len(reason) > _SHORT:
+            reason = bounded_text(reason, MAX_REASON_TEXT)
+        self._items.append((address, env.sender, env.kind, env.ref, payload, reason, time.time(), size),
+                           RECORD_OVERHEAD + len(payload) + len(reason) + len(address))
         self.total += 1
-        return letter
+        return address
 
     @property
     def bytes(self) -> int:
@@ -93,7 +96,8 @@ class DeadLetters:
         return self._items.bytes
 
     def items(self) -> list[DeadLetter]:
-        return list(self._items)
+        return [DeadLetter(to, sender, KIND_OF[kind], ref, payload, reason, when, size)
+                for to, sender, kind, ref, payload, reason, when, size in self._items]
 
     def clear(self) -> None:
         self._items.clear()

@@ -129,6 +129,7 @@ NOISY_PER_SECOND = 1000
 #: The most bytes the event history holds (strings and bytes of its events, plus
 #: :data:`RECORD_OVERHEAD` each), besides its count.
 HISTORY_BYTES = 16 << 20
+_SHORT = MAX_DETAIL_BYTES // 4  # characters that fit the cap whatever they are
 
 
 def _bounded_data(data: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -139,7 +140,7 @@ def _bounded_data(data: dict[str, Any]) -> tuple[dict[str, Any], int]:
     capped: dict[str, Any] | None = None
     for key, value in data.items():
         if isinstance(value, str):
-            if len(value) > MAX_DETAIL_BYTES // 4:
+            if len(value) > _SHORT:
                 short = bounded_text(value)
                 if short is not value:
                     capped = capped if capped is not None else dict(data)
@@ -176,16 +177,24 @@ class EventBus:
                 self.suppressed[kind] = self.suppressed.get(kind, 0) + 1
                 return None
             self._window[kind] = (second, count + 1)
+        # Weighed for the history's byte bound, and long text capped. Short strings (all
+        # but guest text) cost a length check each: this is on the path of every exit.
         size = RECORD_OVERHEAD
         reason = fields.get("reason")
         if reason is not None:
-            if len(reason) > MAX_DETAIL_BYTES // 4:
+            if len(reason) > _SHORT:
                 fields["reason"] = reason = bounded_text(reason, MAX_REASON_TEXT)
             size += len(reason)
         data = fields.get("data")
         if data:
-            fields["data"], weight = _bounded_data(data)
-            size += weight
+            text = 0
+            for value in data.values():
+                if value.__class__ is str or value.__class__ is bytes:
+                    if len(value) > _SHORT:
+                        fields["data"], text = _bounded_data(data)
+                        break
+                    text += len(value)
+            size += text
         event = Event(kind=kind, time=now, **fields)
         self.history.append(event, size)
         if self._subscribers:

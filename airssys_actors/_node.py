@@ -560,11 +560,10 @@ class Node:
         else:
             self._dead_letter(proc.pid, env, "noproc")
 
-    def _dead_letter(self, to: object, env: Envelope, reason: str) -> DeadLetter:
-        letter = self._dead.record(to, env, reason)
+    def _dead_letter(self, to: object, env: Envelope, reason: str) -> None:
+        address = self._dead.record(to, env, reason)
         self.events.emit("dead_letter", pid=env.sender, reason=reason,
-                         data={"to": letter.to, "message_kind": KIND_NAME[env.kind], "bytes": len(env.payload)})
-        return letter
+                         data={"to": address, "message_kind": KIND_NAME[env.kind], "bytes": len(env.payload)})
 
     def dead_letters(self) -> list[DeadLetter]:
         """The most recent dead letters (bounded), oldest first."""

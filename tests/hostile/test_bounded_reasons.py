@@ -31,6 +31,14 @@ def command(op: bytes, n: int, target: str = "") -> bytes:
     return op + struct.pack("<I", n) + target.encode()
 
 
+async def released(node: Node) -> None:
+    """Wait until the dead instances (64 MiB of guest memory each) are freed: the node
+    frees them when it is idle."""
+    with trio.fail_after(10):
+        while node.reaper.pending:
+            await trio.sleep(0.01)
+
+
 def assert_capped(text: str | None, size: int = HUGE) -> None:
     assert text is not None
     assert len(text.encode()) <= MAX_DETAIL_BYTES + 32  # "kind: " in front at most
@@ -77,7 +85,7 @@ async def test_a_64_mib_err_text_costs_a_few_kib_everywhere_it_goes():
             # the supervised one too, by its name: its supervisor restarts it
             with pytest.raises(CallFailed):
                 await node.call_bytes("flood", command(b"e", HUGE))
-            await trio.sleep(0.05)  # the reaper frees the dead instances while idle
+            await released(node)
 
         await one_round()  # warm up: caches, the compiled component, allocator arenas
         before = rss_of(os.getpid())

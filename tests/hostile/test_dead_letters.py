@@ -151,3 +151,12 @@ async def test_a_dead_letters_address_is_capped(node: Node):
     assert letter.value == "lost"
     assert len(letter.to.encode()) <= MAX_REASON_TEXT
     assert letter.to.endswith("...[truncated, 1000000 bytes]")
+
+
+async def test_a_node_that_keeps_no_dead_letters_still_counts_them():
+    async with Node(shutdown_timeout=1.0, dead_letter_capacity=0) as node:
+        node.send_after("nobody", "lost", 0)
+        await trio.sleep(0.05)
+        assert node.dead_letter_count == 1
+        assert node.dead_letters() == []
+        await assert_serving(node)
