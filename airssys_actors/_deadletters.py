@@ -69,6 +69,11 @@ class DeadLetters:
     ``None``: no byte bound), plus a count of all of them."""
 
     def __init__(self, capacity: int = 10_000, max_bytes: int | None = DEAD_LETTER_BYTES) -> None:
+        # (named as Node's parameters: that is where they come from)
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+            raise ValueError(f"dead_letter_capacity must be an integer >= 0, got {capacity!r}")
+        if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0):
+            raise ValueError(f"dead_letter_bytes must be None or an integer >= 0, got {max_bytes!r}")
         # Kept as plain tuples, made DeadLetters when asked for: a crash strands every
         # message queued for its process, and a tuple is several times cheaper to make.
         self._items: BoundedLog[tuple[Any, ...]] = BoundedLog(capacity, max_bytes)

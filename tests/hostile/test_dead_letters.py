@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 
+import pytest
 import trio
 
 from airssys_actors import Capabilities, Limits, Node
@@ -160,3 +161,11 @@ async def test_a_node_that_keeps_no_dead_letters_still_counts_them():
         assert node.dead_letter_count == 1
         assert node.dead_letters() == []
         await assert_serving(node)
+
+
+def test_the_dead_letter_bounds_are_checked_where_they_enter():
+    for bad in (-1, 1.5, float("nan"), "10", True):
+        with pytest.raises(ValueError, match="dead_letter_bytes"):
+            Node(dead_letter_bytes=bad)
+        with pytest.raises(ValueError, match="dead_letter_capacity"):
+            Node(dead_letter_capacity=bad)
