@@ -19,7 +19,7 @@ from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 
 from . import _abi
-from .._reasons import MAX_DETAIL_BYTES, bounded_prefix
+from .._reasons import MAX_DETAIL_BYTES, bounded_prefix, bounded_text
 from ._component import HOST_INTERFACE, TYPES_INTERFACE
 
 LEVELS = ("trace", "debug", "info", "warn", "error")
@@ -182,7 +182,8 @@ def _dispatch(env, context, ty, args, nargs, results, nresults):  # type: ignore
         _free_args(args, nargs)
         return 0
     except BaseException as exc:  # never unwind through wasm
-        err = wasmtime.WasmtimeError(f"host error in airssys:actor/host: {exc!r}")
+        # (capped: the exception may quote what the guest passed, of any size)
+        err = wasmtime.WasmtimeError(f"host error in airssys:actor/host: {bounded_text(repr(exc))}")
         return ctypes.cast(err._consume(), ctypes.c_void_p).value
 
 
