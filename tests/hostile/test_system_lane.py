@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airssys_actors import Actor, ActorError, Capabilities, Context, Limits, Message, Node
+from airssys_actors import NOREPLY, Actor, ActorError, Capabilities, Context, Limits, Message, Node
 from airssys_actors._mailbox import SYSTEM_CAPACITY
 from airssys_actors._reasons import KINDS
 
@@ -143,5 +143,25 @@ async def test_monitors_of_live_targets_are_capped_too(node: Node, trap_exits: b
     assert uint32(await node.call_bytes(pid, command(b"m", 500, target))) == 50
     node.kill(target)
     await node.wait(target)
+    assert node.is_alive(pid)
+    await assert_serving(node)
+
+
+class Silent(Actor):
+    """Takes calls and never answers them."""
+
+    async def handle(self, ctx: Context, msg: Message) -> Any:
+        return NOREPLY
+
+
+async def test_requests_that_are_never_answered_are_capped_by_max_pending(node: Node):
+    silent = await node.spawn(Silent)
+    pid = await node.spawn(FLOODER, capabilities=EVERYWHERE, limits=Limits(max_pending=100))
+    assert uint32(await node.call_bytes(pid, command(b"q", 500, silent))) == 100
+    assert node.statistics().pending_calls <= 100
+    # to a dead pid: refused (noproc), and nothing is held
+    dead = await dead_pid(node)
+    assert uint32(await node.call_bytes(pid, command(b"q", 500, dead))) == 0
+    assert node.statistics().pending_calls <= 100
     assert node.is_alive(pid)
     await assert_serving(node)

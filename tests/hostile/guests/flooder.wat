@@ -14,11 +14,12 @@
 ;;     "m" n t   host monitor(t) n times
 ;;     "k" n t   host link(t) n times
 ;;     "d" n t   host send(t, 1 MiB of zero bytes) n times
+;;     "q" n t   host request(t, nil, 60000 ms) n times
 ;;     "f" n t b forward: host send(t, b) where t is the next n bytes and b all the rest
 ;;               (raw bytes, not msgpack: a raw cast); replies 1 if it returned ok, else 0
 ;;     "r"       unbounded recursion: a stack-overflow trap
 ;;     anything else (shorter than 5 bytes, or another letter): reply nil
-;;               m, k, d and f reply how many host calls returned ok, as a msgpack uint32
+;;               m, k, d, q and f reply how many host calls returned ok, as a msgpack uint32
 ;;               (0xce and four big-endian bytes). Replies go to calls only.
 ;;               Envelopes of other kinds than cast and call are ignored.
 ;;   snapshot    empty; upgrade always ok
@@ -47,6 +48,8 @@
     (alias outer 1 $level (type $l))
     (export "level" (type $lvl (eq $l)))
     (export "send" (func (param "to" $addr) (param "payload" (list u8)) (result (result (error string)))))
+    (export "request" (func (param "to" $addr) (param "payload" (list u8)) (param "timeout-ms" u32)
+                            (result (result u64 (error string)))))
     (export "stop" (func (param "reason" string)))
     (export "link" (func (param "target" $addr) (result (result (error string)))))
     (export "monitor" (func (param "target" $addr) (result (result u64 (error string)))))
@@ -71,6 +74,7 @@
   (alias core export $libc "realloc" (core func $realloc))
 
   (core func $send (canon lower (func $host "send") (memory $memory) (realloc $realloc)))
+  (core func $request (canon lower (func $host "request") (memory $memory) (realloc $realloc)))
   (core func $stop (canon lower (func $host "stop") (memory $memory)))
   (core func $link (canon lower (func $host "link") (memory $memory) (realloc $realloc)))
   (core func $monitor (canon lower (func $host "monitor") (memory $memory) (realloc $realloc)))
@@ -81,6 +85,8 @@
     (import "libc" "reset" (func $reset))
     (import "libc" "realloc" (func $realloc (param i32 i32 i32 i32) (result i32)))
     (import "host" "send" (func $send (param i32 i32 i32 i32 i32)))
+    ;; result<u64, string> at r: byte r, u64 at r+8 or str at r+8 / r+12
+    (import "host" "request" (func $request (param i32 i32 i32 i32 i32 i32)))
     (import "host" "stop" (func $stop (param i32 i32)))
     (import "host" "link" (func $link (param i32 i32 i32)))
     (import "host" "monitor" (func $monitor (param i32 i32 i32)))
@@ -201,6 +207,18 @@
               (local.set $i (i32.add (local.get $i) (i32.const 1)))
               (br $more)))
           (return (call $answer_u32 (local.get $kind) (local.get $ok)))))
+      (if (i32.eq (local.get $op) (i32.const 0x71))                                  ;; "q"
+        (then
+          (block $done
+            (loop $more
+              (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+              (call $request (local.get $t) (local.get $tl) (i32.const 40) (i32.const 1)
+                             (i32.const 60000) (i32.const 16))
+              (if (i32.eqz (i32.load8_u (i32.const 16)))
+                (then (local.set $ok (i32.add (local.get $ok) (i32.const 1)))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br $more)))
+          (return (call $answer_u32 (local.get $kind) (local.get $ok)))))
       (if (i32.eq (local.get $op) (i32.const 0x66))                                  ;; "f"
         (then
           (if (i32.le_u (local.get $n) (local.get $tl))
@@ -224,6 +242,7 @@
     (with "libc" (instance $libc))
     (with "host" (instance
       (export "send" (func $send))
+      (export "request" (func $request))
       (export "stop" (func $stop))
       (export "link" (func $link))
       (export "monitor" (func $monitor))
