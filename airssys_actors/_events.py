@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 import attrs
 import trio
 
+from ._bounded import RECORD_OVERHEAD, BoundedLog
 from ._pid import Pid
+from ._reasons import MAX_DETAIL_BYTES, MAX_REASON_TEXT, bounded_text
 
 
 @attrs.frozen
@@ -124,12 +126,43 @@ NOISY = frozenset({"dead_letter", "capability_denied", "log"})
 NOISY_PER_SECOND = 1000
 
 
-class EventBus:
-    """Fan-out of events to subscribers, plus a bounded history of recent ones."""
+#: The most bytes the event history holds (strings and bytes of its events, plus
+#: :data:`RECORD_OVERHEAD` each), besides its count.
+HISTORY_BYTES = 16 << 20
+_SHORT = MAX_DETAIL_BYTES // 4  # characters that fit the cap whatever they are
 
-    def __init__(self, history: int = 10_000) -> None:
+
+def _bounded_data(data: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """``data`` with each string capped at MAX_DETAIL_BYTES and each bytes value at as
+    many bytes, and roughly what it weighs. Only the top level is looked at: the node
+    and supervisors put scalars there, and guest text arrives as strings."""
+    size = 0
+    capped: dict[str, Any] | None = None
+    for key, value in data.items():
+        if isinstance(value, str):
+            if len(value) > _SHORT:
+                short = bounded_text(value)
+                if short is not value:
+                    capped = capped if capped is not None else dict(data)
+                    capped[key] = value = short
+            size += len(value)
+        elif isinstance(value, (bytes, bytearray)):
+            if len(value) > MAX_DETAIL_BYTES:
+                capped = capped if capped is not None else dict(data)
+                capped[key] = value = bytes(value[:MAX_DETAIL_BYTES])
+            size += len(value)
+        size += len(key) + 16
+    return (data if capped is None else capped), size
+
+
+class EventBus:
+    """Fan-out of events to subscribers, plus a bounded history of recent ones (at most
+    ``history`` events and ``history_bytes`` bytes of them; each event's strings are
+    capped at MAX_DETAIL_BYTES)."""
+
+    def __init__(self, history: int = 10_000, history_bytes: int | None = HISTORY_BYTES) -> None:
         self._subscribers: set[Subscription] = set()
-        self.history: deque[Event] = deque(maxlen=history)
+        self.history: BoundedLog[Event] = BoundedLog(history, history_bytes)
         self.suppressed: dict[str, int] = {}
         self._window: dict[str, tuple[int, int]] = {}
 
@@ -144,8 +177,26 @@ class EventBus:
                 self.suppressed[kind] = self.suppressed.get(kind, 0) + 1
                 return None
             self._window[kind] = (second, count + 1)
+        # Weighed for the history's byte bound, and long text capped. Short strings (all
+        # but guest text) cost a length check each: this is on the path of every exit.
+        size = RECORD_OVERHEAD
+        reason = fields.get("reason")
+        if reason is not None:
+            if len(reason) > _SHORT:
+                fields["reason"] = reason = bounded_text(reason, MAX_REASON_TEXT)
+            size += len(reason)
+        data = fields.get("data")
+        if data:
+            text = 0
+            for value in data.values():
+                if value.__class__ is str or value.__class__ is bytes:
+                    if len(value) > _SHORT:
+                        fields["data"], text = _bounded_data(data)
+                        break
+                    text += len(value)
+            size += text
         event = Event(kind=kind, time=now, **fields)
-        self.history.append(event)
+        self.history.append(event, size)
         if self._subscribers:
             for sub in tuple(self._subscribers):
                 sub._push(event)

@@ -1,10 +1,14 @@
-"""A process's mailbox: a bounded FIFO for user messages and an unbounded lane for system
-messages (replies, DOWN, trapped exits, timers), which are taken first.
+"""A process's mailbox: a bounded FIFO for user messages and a lane for system messages
+(replies, DOWN, trapped exits, timers), which are taken first.
 
-System messages bypass the bound because each answers something the process itself set
-up (a request, a monitor, a link, a timer), so their number is bounded by its own
-actions, and dropping one would lose the answer. The queues are plain deques: nothing
-ever scans a mailbox (the Erlang lesson about large mailboxes).
+System messages bypass the user bound because each answers something the process itself
+set up (a request, a monitor, a link, a timer), and dropping one would lose the answer.
+Their number is bounded by its own actions, and by :data:`SYSTEM_CAPACITY` as well: a
+process that floods its own lane past it (monitoring or linking to dead processes in a
+loop, say) is not refused one answer, it ends with ``system_limit`` (see
+``Node._deliver_system``), as Erlang ends a process that passes a system limit. The
+queues are plain deques: nothing ever scans a mailbox (the Erlang lesson about large
+mailboxes).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import attrs
 import trio
 
 from ._errors import MailboxClosed, MailboxFull, MessageTooLarge
-from ._message import Envelope
+from ._message import Envelope, Kind
 from ._wakeup import Wakeup
 
 
@@ -28,9 +32,18 @@ class MailboxStatistics:
     """User messages waiting."""
     system_depth: int
     """System messages waiting."""
+    system_capacity: int
     capacity: int
     senders_waiting: int
     closed: bool
+
+
+#: The most system messages one mailbox holds; one more ends its process with
+#: ``system_limit``. Ten times the default ``Limits.max_pending``: room for every answer
+#: to its requests and monitors and for the exit signals of many links at once.
+SYSTEM_CAPACITY = 100_000
+
+_DOWN = Kind.DOWN
 
 
 class Mailbox:
@@ -40,10 +53,15 @@ class Mailbox:
     a checkpoint. Order is FIFO per mailbox, so FIFO per sender.
     """
 
-    def __init__(self, capacity: int, max_message: int | None = None) -> None:
+    def __init__(self, capacity: int, max_message: int | None = None,
+                 system_capacity: int = SYSTEM_CAPACITY) -> None:
         if capacity < 1:
             raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
         self.capacity = capacity
+        self.system_capacity = system_capacity
+        #: DOWN messages waiting: monitors that fired and are not taken yet still count
+        #: against the owner's ``max_pending``.
+        self.downs = 0
         #: The largest payload its owner accepts (its ``Limits.max_message``).
         self.max_message = max_message
         self._user: deque[Envelope] = deque()
@@ -76,16 +94,25 @@ class Mailbox:
         self.put_nowait(env)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def put_system(self, env: Envelope) -> None:
+    def put_system(self, env: Envelope) -> bool:
+        """Queue a system message; False (nothing queued) when the lane is full."""
         if self.closed:
             raise MailboxClosed("mailbox is closed")
+        if len(self._system) >= self.system_capacity:
+            return False
         self._system.append(env)
+        if env.kind == _DOWN:
+            self.downs += 1
         self._receiver.wake()
+        return True
 
     def get_nowait(self) -> Envelope | None:
         """The next message, system lane first, or None when empty."""
         if self._system:
-            return self._system.popleft()
+            env = self._system.popleft()
+            if env.kind == _DOWN:
+                self.downs -= 1
+            return env
         if self._user:
             env = self._user.popleft()
             if self._senders:
@@ -109,6 +136,7 @@ class Mailbox:
         self.closed = True
         left = list(self._system) + list(self._user)
         self._system.clear()
+        self.downs = 0
         self._user.clear()
         self._senders.unpark_all()
         self._receiver.wake()
@@ -118,6 +146,7 @@ class Mailbox:
         """Remove and return the system lane (answers meant for an exited incarnation)."""
         left = list(self._system)
         self._system.clear()
+        self.downs = 0
         return left
 
     def reopen(self) -> None:
@@ -128,6 +157,7 @@ class Mailbox:
         return MailboxStatistics(
             depth=len(self._user),
             system_depth=len(self._system),
+            system_capacity=self.system_capacity,
             capacity=self.capacity,
             senders_waiting=len(self._senders),
             closed=self.closed,

@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import os
 import sys
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
@@ -28,7 +27,8 @@ from ._codechange import preload as preload_code_change
 from ._codechange import prepare as prepare_code_change
 from ._codechange import preload_async, prepare_async
 from ._codec import decode, encode
-from ._deadletters import DeadLetter, DeadLetters
+from ._bounded import RECORD_OVERHEAD, BoundedMap
+from ._deadletters import DEAD_LETTER_BYTES, DeadLetter, DeadLetters
 from ._errors import (
     ActorError,
     CallFailed,
@@ -60,6 +60,11 @@ from ._wasm import Component, WasmBehaviour
 NODE_STOPPED = "node_stopped"
 """The dead-letter reason of a message still waiting on a timer (``send_after``, an
 injected delay) when its node stopped."""
+
+#: Exit reasons a node remembers for ``wait`` and ``exit_reason`` after the process is
+#: gone: the most recent ones, at most this many and this many bytes.
+EXIT_RECORDS = 10_000
+EXIT_RECORD_BYTES = 4 << 20
 
 
 class _CallWaiter(OneShot):
@@ -141,6 +146,7 @@ class Node:
         max_message: int | None = None,
         limits: Limits | None = None,
         dead_letter_capacity: int = 10_000,
+        dead_letter_bytes: int | None = DEAD_LETTER_BYTES,
         shutdown_timeout: float = 5.0,
         registry: Registry | None = None,
     ) -> None:
@@ -165,7 +171,7 @@ class Node:
         self.timers = TimerService()
         self.reaper = Reaper()
         """Releases dead processes' instances when the node is idle."""
-        self._dead = DeadLetters(dead_letter_capacity)
+        self._dead = DeadLetters(dead_letter_capacity, dead_letter_bytes)
         self._processes: dict[Pid, Process] = {}
         self._parked: dict[str, Mailbox] = {}
         self._heirs: dict[str, _Heir] = {}
@@ -173,7 +179,8 @@ class Node:
         self._components: dict[str, Component] = {}
         self._ids = itertools.count(1)
         self._refs = itertools.count(1)
-        self._exits: OrderedDict[Pid, ExitReason] = OrderedDict()
+        # Bounded in bytes too: each reason's detail may be MAX_DETAIL_BYTES long.
+        self._exits: BoundedMap[Pid, ExitReason] = BoundedMap(EXIT_RECORDS, EXIT_RECORD_BYTES)
         self._nursery: trio.Nursery | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self.closing = False
@@ -437,9 +444,7 @@ class Node:
         """Everything a process's exit implies, in one place (called once per process)."""
         pid = proc.pid
         self._processes.pop(pid, None)
-        self._exits[pid] = reason
-        if len(self._exits) > 10_000:
-            self._exits.popitem(last=False)
+        self._exits.put(pid, reason, RECORD_OVERHEAD + (0 if reason.detail is None else len(reason.detail)))
         where = proc.name or str(pid)
         text = str(reason)
         # The message it was handling when it died: a dead letter, and its caller is told.
@@ -568,16 +573,21 @@ class Node:
             raise NoSuchProcess(to) from None
 
     def _deliver_system(self, proc: Process, env: Envelope) -> None:
-        if proc.alive and not proc.mailbox.closed:
-            proc.mailbox.put_system(env)
+        mailbox = proc.mailbox
+        if proc.alive and not mailbox.closed:
+            if mailbox.put_system(env):
+                return
+            # Every system message answers something the process set up itself: one that
+            # floods its own lane ends, as Erlang's system_limit, and loses nothing silently.
+            self._dead_letter(proc.pid, env, "system_limit")
+            proc.die(ExitReason("system_limit", f"system lane over {mailbox.system_capacity} messages"))
         else:
             self._dead_letter(proc.pid, env, "noproc")
 
-    def _dead_letter(self, to: object, env: Envelope, reason: str) -> DeadLetter:
-        letter = self._dead.record(to, env, reason)
+    def _dead_letter(self, to: object, env: Envelope, reason: str) -> None:
+        address = self._dead.record(to, env, reason)
         self.events.emit("dead_letter", pid=env.sender, reason=reason,
-                         data={"to": letter.to, "message_kind": KIND_NAME[env.kind], "bytes": len(env.payload)})
-        return letter
+                         data={"to": address, "message_kind": KIND_NAME[env.kind], "bytes": len(env.payload)})
 
     def dead_letters(self) -> list[DeadLetter]:
         """The most recent dead letters (bounded), oldest first."""
@@ -829,7 +839,9 @@ class Node:
         return self._monitor(self._caller("monitor"), target)
 
     def _monitor(self, proc: Process, target: Pid | str) -> int:
-        if len(proc.monitors) >= proc.max_pending:
+        # A DOWN still queued counts as a monitor held: monitoring dead processes in a
+        # loop (each answered at once) is capped like monitoring live ones.
+        if len(proc.monitors) + proc.mailbox.downs >= proc.max_pending:
             raise ActorError(f"too many monitors ({proc.max_pending})")
         other = self._resolve(target)
         if other is None or not other.alive:
@@ -857,11 +869,13 @@ class Node:
     def _down(self, watcher: Pid | None, ref: int, pid: Pid | None, reason: ExitReason) -> None:
         if watcher is None:
             return
+        env = Envelope(Kind.DOWN, ref, pid, encode(reason.to_wire()))
         proc = self._processes.get(watcher)
         if proc is None:
+            self._dead_letter(watcher, env, "noproc")  # a signal to a dead process
             return
         proc.monitors.pop(ref, None)
-        self._deliver_system(proc, Envelope(Kind.DOWN, ref, pid, encode(reason.to_wire())))
+        self._deliver_system(proc, env)
 
     async def exit(self, pid: Pid | str, reason: str | ExitReason = "shutdown") -> None:
         """Send an exit signal (Erlang's ``exit/2``): a process trapping exits gets it as a

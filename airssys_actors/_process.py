@@ -201,7 +201,7 @@ class Process:
             if interrupt is not None:
                 interrupt()
         elif self.trap_exits:
-            self.mailbox.put_system(Envelope(Kind.EXIT, 0, sender, encode(reason.to_wire())))
+            self.node._deliver_system(self, Envelope(Kind.EXIT, 0, sender, encode(reason.to_wire())))
         elif reason != NORMAL or sender == self.pid:
             self.die(reason)
 

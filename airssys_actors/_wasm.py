@@ -22,7 +22,7 @@ from ._host._imports import HostRefused
 from ._host._instance import GuestError, GuestInstance, GuestTrap, Limits, register_layout
 from ._message import Envelope, Kind
 from ._process import ProcessExit
-from ._reasons import KILLED, ExitReason, parse
+from ._reasons import KILLED, ExitReason, bounded_text, parse
 
 if TYPE_CHECKING:
     from wasmtime.component import Component as _Compiled
@@ -370,11 +370,12 @@ class GuestHost:
 
     def log(self, level: str, message: str) -> None:
         proc = self.proc
+        message = bounded_text(message)
         self.node.events.emit(
             "log", pid=proc.pid, name=proc.name, component=self.behaviour.component,
-            version=self.behaviour.version, data={"level": level, "message": message[:4096]},
+            version=self.behaviour.version, data={"level": level, "message": message},
         )
-        log.log(_LOG_LEVELS.get(level, logging.INFO), "%s %s", proc.pid, message[:4096])
+        log.log(_LOG_LEVELS.get(level, logging.INFO), "%s %s", proc.pid, message)
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)

@@ -529,7 +529,7 @@ async def run_all(cfg: dict[str, Any], progress: R.Progress) -> dict[str, Any]:
 
     echo = Component.load(ECHO)
     out: dict[str, Any] = {}
-    async with Node(dead_letter_capacity=2_000_000, shutdown_timeout=5.0) as node:
+    async with Node(dead_letter_capacity=2_000_000, dead_letter_bytes=None, shutdown_timeout=5.0) as node:
         bench = Bench(node, cfg, progress)
         async with trio.open_nursery() as nursery:
             bench.nursery = nursery

@@ -169,6 +169,24 @@ def get_string_at(val_addr: int) -> str:
     return _string_at(data, n).decode("utf-8", "replace")
 
 
+def get_string_prefix_at(val_addr: int, limit: int) -> tuple[bytes, int]:
+    """The first ``limit`` bytes of the ``string`` value at ``val_addr`` and its size in
+    bytes (does not free it): guest text that may be huge is read no further than the
+    host keeps of it."""
+    n, data = _pair_at(val_addr + UNION_OFFSET)
+    if n == 0:
+        return b"", 0
+    return _string_at(data, min(n, limit)), n
+
+
+def get_string_prefix(val: Val, limit: int) -> tuple[bytes, int]:
+    """:func:`get_string_prefix_at` for a ``string`` value object."""
+    vec = val.of.string
+    if vec.size == 0:
+        return b"", 0
+    return _string_at(vec.data, min(vec.size, limit)), vec.size
+
+
 def set_string(val: Val, text: str) -> None:
     """Make ``val`` an owned ``string``."""
     val.kind = K_STRING

@@ -20,6 +20,7 @@ from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 
 from . import _abi
+from .._reasons import MAX_DETAIL_BYTES, bounded_prefix, bounded_text
 
 TYPES_INTERFACE = "airssys:actor/types@0.1.0"
 HOST_INTERFACE = "airssys:actor/host@0.1.0"
@@ -130,13 +131,18 @@ def _monitor(host: HostApi, a: ctypes._Pointer, out: Val) -> None:
     _u64_result(out, lambda: host.monitor(target))
 
 
+def _guest_text(val: Val) -> str:
+    # A stop reason or a log line: only as much as the host keeps of it is read.
+    return bounded_prefix(*_abi.get_string_prefix(val, MAX_DETAIL_BYTES))
+
+
 def _stop(host: HostApi, a: ctypes._Pointer, out: Val | None) -> None:
-    host.stop(_get_string(a[0]))
+    host.stop(_guest_text(a[0]))
 
 
 def _log(host: HostApi, a: ctypes._Pointer, out: Val | None) -> None:
     level = _get_string_vec(a[0].of.enumeration)
-    host.log(level, _get_string(a[1]))
+    host.log(level, _guest_text(a[1]))
 
 
 def _get_string_vec(vec: ffi.wasm_byte_vec_t) -> str:
@@ -178,7 +184,8 @@ def _dispatch(env, context, ty, args, nargs, results, nresults):  # type: ignore
         _free_args(args, nargs)
         return 0
     except BaseException as exc:  # never unwind through wasm
-        err = wasmtime.WasmtimeError(f"host error in airssys:actor/host: {exc!r}")
+        # (capped: the exception may quote what the guest passed, of any size)
+        err = wasmtime.WasmtimeError(f"host error in airssys:actor/host: {bounded_text(repr(exc))}")
         return ctypes.cast(err._consume(), ctypes.c_void_p).value
 
 

@@ -25,6 +25,7 @@ from . import _abi, _layout, _memory
 from ._engine import TICK_SECONDS, engine_host
 from ._component import imports_wasi
 from ._imports import HOSTS, HostApi, keep_forever, linker
+from .._reasons import MAX_DETAIL_BYTES, bounded_prefix, bounded_text
 
 Val = _abi.Val
 def _raw(name: str, restype: Any, *argtypes: Any) -> Any:
@@ -248,6 +249,14 @@ class GuestError(Exception):
     """The guest returned ``err(message)`` from an export."""
 
 
+def _guest_error_text(val_addr: int) -> str:
+    """A guest's ``err`` text, capped as every exit reason is: wasmtime has copied it out
+    of the guest once (unavoidable); only its first bytes are read from there, so a
+    64 MiB text never becomes a 64 MiB Python string."""
+    prefix, size = _abi.get_string_prefix_at(val_addr, MAX_DETAIL_BYTES)
+    return bounded_prefix(prefix, size)
+
+
 class GuestTrap(Exception):
     """The guest trapped; ``kind`` is the exit reason kind (trap, out_of_fuel, deadline,
     memory_limit) and the message is wasmtime's trap text."""
@@ -322,7 +331,7 @@ def _trap_text(message: str) -> str:
     if "Caused by:" in text:
         text = text.split("Caused by:", 1)[1].strip()
     first = text.splitlines()[0].strip() if text else "trap"
-    return first.removeprefix("wasm trap: ")
+    return bounded_text(first.removeprefix("wasm trap: "))
 
 
 #: The smallest state whose ``upgrade`` arguments a code change frees after the resume
@@ -545,7 +554,7 @@ class GuestInstance:
         try:
             if block.res_ok:
                 return
-            message = _abi.get_string_at(block.res_val)
+            message = _guest_error_text(block.res_val)
         finally:
             self._free_result()
         raise GuestError(message)
@@ -582,7 +591,7 @@ class GuestInstance:
             if block.res_ok:
                 option = _read_ptr(block.res_val + _U)
                 return _abi.get_bytes_at(option) if option else None
-            message = _abi.get_string_at(block.res_val)
+            message = _guest_error_text(block.res_val)
         finally:
             self._free_result()
         raise GuestError(message)
