@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
 
 from ._codec import UndecodableMessage, decode, encode
-from ._errors import ActorError
-from ._message import Envelope, Message
+from ._errors import ActorError, MessageTooLarge
+from ._message import Envelope, Kind, Message
 from ._pid import Pid
 from ._process import ProcessExit
 from ._reasons import ExitReason, parse
@@ -151,7 +151,14 @@ class PythonBehaviour:
             result = await self.actor.handle(self.ctx, Message._from(env))
             if env.kind != 1 or result is NOREPLY:
                 return None
-            return encode(result, proc.node.max_message)
+            try:
+                return encode(result, proc.node.max_message)
+            except MessageTooLarge as exc:
+                # As for a guest's reply: refused, not truncated; the caller gets the
+                # error, the reply is a dead letter, and the actor goes on.
+                proc.node._fail_call_with(env.ref, exc, proc)
+                proc.node._dead_letter(proc.pid, Envelope(Kind.REPLY, env.ref, proc.pid, b""), "reply_too_large")
+                return None
         except ProcessExit:
             raise
         except Exception as exc:

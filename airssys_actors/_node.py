@@ -67,6 +67,13 @@ EXIT_RECORDS = 10_000
 EXIT_RECORD_BYTES = 4 << 20
 
 
+
+def _mark_answered(replier: Process, ref: int) -> None:
+    """Note that the call ``replier`` is handling right now has its answer."""
+    current = replier.current
+    if current is not None and current.ref == ref and current.kind == Kind.CALL:
+        replier.answered = ref
+
 class _CallWaiter(OneShot):
     """A caller in Python awaiting a reply (fired by the reply, a failure or the timeout)."""
 
@@ -155,6 +162,8 @@ class Node:
         if max_message is not None:
             max_message = positive_int("max_message", max_message, maximum=MAX_MESSAGE_LIMIT)
         dead_letter_capacity = whole_number("dead_letter_capacity", dead_letter_capacity, maximum=sys.maxsize)
+        if dead_letter_bytes is not None:
+            dead_letter_bytes = whole_number("dead_letter_bytes", dead_letter_bytes, maximum=sys.maxsize)
         shutdown_timeout = finite_seconds("shutdown_timeout", shutdown_timeout)
         if limits is not None and not isinstance(limits, Limits):
             raise InvalidType("limits", limits, "a Limits or None")
@@ -682,6 +691,7 @@ class Node:
 
     def _complete_call(self, ref: int, payload: bytes, replier: Process) -> None:
         replier.deferred.discard(ref)
+        _mark_answered(replier, ref)
         waiter = self._calls.pop(ref, None)
         if waiter is None:
             self._dead_letter("(caller gone)", Envelope(Kind.REPLY, ref, replier.pid, payload), "late_reply")
@@ -714,6 +724,7 @@ class Node:
     def _fail_call_with(self, ref: int, error: Exception, replier: Process) -> None:
         """Answer a call with an error that is not an exit (e.g. its reply was too large)."""
         replier.deferred.discard(ref)
+        _mark_answered(replier, ref)
         waiter = self._calls.pop(ref, None)
         if isinstance(waiter, _CallWaiter):
             waiter.error = error

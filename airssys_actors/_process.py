@@ -80,6 +80,7 @@ class Process:
         "_scope",
         "_suspend_requested",
         "alive",
+        "answered",
         "behaviour",
         "children",
         "current",
@@ -135,6 +136,9 @@ class Process:
         """Monitors on this process: ref -> watcher (None: a watcher outside any process)."""
         self.deferred: set[int] = set()
         """Calls it handled without replying yet."""
+        self.answered = 0
+        """The ref of the call being handled once it was answered from inside the handler
+        (``reply`` before returning none); 0 otherwise."""
         self.requests: set[int] = set()
         """Requests it made that are not answered yet."""
         self.timers: set[int] = set()
@@ -311,7 +315,11 @@ class Process:
             self.messages_in += 1
             if env.kind == Kind.CALL:
                 if reply is None:
-                    self.deferred.add(env.ref)
+                    # Answered already (a reply from inside the handler, or a reply refused
+                    # as too large): nothing is left to defer, or the ref would stay forever.
+                    if self.answered != env.ref:
+                        self.deferred.add(env.ref)
+                    self.answered = 0
                 else:
                     node._complete_call(env.ref, reply, self)
             if self.stop_request is not None:

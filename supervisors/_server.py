@@ -40,7 +40,7 @@ PAGE = 1000
 ``Node.max_message``)."""
 
 REASON_CHARS = 2048
-"""A child's last exit reason is kept (and shown) up to this many characters."""
+"""Error texts in the supervisor's replies and events are cut to this many characters."""
 
 NESTED_TIMEOUT = 60.0
 """Seconds a supervisor waits for a nested supervisor's part of an upgrade."""
@@ -281,7 +281,7 @@ class SupervisorServer(Actor):
         if state is None:
             return  # a child we terminated ourselves, or an unrelated link
         state.pid, state.last_pid = None, sender
-        state.last_reason = _cut(str(reason))
+        state.last_reason = str(reason)  # the runtime caps a reason at 4 KiB, keeping its size
         if not _should_restart(state.spec.restart, reason):
             self._forget(state, reason)
             return

@@ -164,8 +164,11 @@ async def test_a_node_that_keeps_no_dead_letters_still_counts_them():
 
 
 def test_the_dead_letter_bounds_are_checked_where_they_enter():
-    for bad in (-1, 1.5, float("nan"), "10", True):
-        with pytest.raises(ValueError, match="dead_letter_bytes"):
+    # A value of the right type out of range is a ValueError, a value of the wrong type a
+    # TypeError (as for every number the node takes); both name the parameter.
+    for bad, error in ((-1, ValueError), (1.5, TypeError), (float("nan"), TypeError), ("10", TypeError),
+                       (True, TypeError)):
+        with pytest.raises(error, match=r"^dead_letter_bytes"):
             Node(dead_letter_bytes=bad)
-        with pytest.raises(ValueError, match="dead_letter_capacity"):
+        with pytest.raises(error, match=r"^dead_letter_capacity"):
             Node(dead_letter_capacity=bad)
