@@ -43,7 +43,7 @@ from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._message import Kind as Kind
 from ._message import Message as Message
 from ._node import Node as Node
-from ._node import NodeStatistics as NodeStatistics
+from ._introspection import NodeStatistics as NodeStatistics
 from ._pid import Pid as Pid
 from ._reasons import KILLED as KILLED
 from ._reasons import NOPROC as NOPROC

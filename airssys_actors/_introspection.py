@@ -1,0 +1,65 @@
+"""Introspection: what a node holds right now, and its event stream."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._checks import positive_int
+from ._delivery import Delivery
+from ._errors import NoSuchProcess
+from ._events import Subscription
+from ._pid import Pid
+
+if TYPE_CHECKING:
+    from ._calls import _CallWaiter, _RequestWaiter
+    from ._timers import TimerService
+
+
+@attrs.frozen
+class NodeStatistics:
+    processes: int
+    parked_mailboxes: int
+    pending_calls: int
+    timers: int
+    dead_letters: int
+
+
+class Introspection(Delivery):
+    """Snapshots and subscriptions (a mixin of :class:`~airssys_actors.Node`)."""
+
+    # Set by Node.__init__.
+    timers: TimerService
+    _calls: dict[int, _CallWaiter | _RequestWaiter]
+
+    def is_alive(self, pid: Pid | str) -> bool:
+        proc = self._resolve(pid)
+        return proc is not None and proc.alive
+
+    def processes(self) -> list[dict[str, Any]]:
+        """A snapshot of every live process, in start order."""
+        return [p.info() for p in self._processes.values()]
+
+    def process_info(self, pid: Pid | str) -> dict[str, Any]:
+        proc = self._resolve(pid)
+        if proc is None:
+            raise NoSuchProcess(pid)
+        return proc.info()
+
+    def pids(self) -> list[Pid]:
+        return list(self._processes)
+
+    def subscribe(self, kinds: set[str] | None = None, maxlen: int = 100_000) -> Subscription:
+        """Subscribe to the event stream (``kinds`` filters, e.g. ``{"exit"}``); ``maxlen``
+        (an int >= 1) bounds how far it may fall behind before the oldest are dropped."""
+        return self.events.subscribe(kinds, positive_int("maxlen", maxlen))
+
+    def statistics(self) -> NodeStatistics:
+        return NodeStatistics(
+            processes=len(self._processes),
+            parked_mailboxes=len(self._parked),
+            pending_calls=len(self._calls),
+            timers=len(self.timers),
+            dead_letters=self._dead.total,
+        )
