@@ -8,54 +8,10 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from airssys_actors import Component, Pid
-from supervisors import SupervisorRef
+from airssys_actors import Component
 
 from .control import ControlError, ControlServer
-
-
-async def walk(node: Any, ref: SupervisorRef) -> dict[str, Any]:
-    """The live tree under ``ref``, with each process's version, mailbox and restarts.
-    Each supervisor is read a page at a time (a reply per page, within the message
-    limit), however many children it has."""
-    info = _process(node, ref.pid)
-    children = []
-    async for row in ref.children():
-        entry: dict[str, Any] = {
-            "id": row.id, "pid": row.pid, "type": row.type, "name": row.name,
-            "component": row.component, "version": row.version, "restarts": row.restarts,
-            "restart": row.restart, "last_reason": row.last_reason,
-        }
-        if row.pid is not None:
-            entry.update(_process(node, row.pid))
-        if row.type == "supervisor" and row.pid is not None:
-            try:
-                sub = await ref.child(row.id)
-            except Exception:
-                sub = None
-            if sub is not None:
-                entry["strategy"] = sub.spec.strategy
-                entry["children"] = (await walk(node, sub))["children"]
-        children.append(entry)
-    return {"id": ref.spec.id, "pid": ref.pid, "type": "supervisor", "strategy": ref.spec.strategy,
-            "name": ref.spec.name, **info, "children": children}
-
-
-def _process(node: Any, pid: Pid) -> dict[str, Any]:
-    try:
-        info = node.process_info(pid)
-    except Exception:
-        return {"alive": False}
-    return {"alive": True, "mailbox": info["mailbox"], "messages_in": info["messages_in"],
-            "fuel_used": info.get("fuel_used"), "memory_bytes": info.get("memory_bytes")}
-
-
-def _restarts(tree: dict[str, Any], into: dict[str, int]) -> dict[str, int]:
-    for child in tree.get("children", []):
-        if child.get("pid") is not None:
-            into[str(child["pid"])] = child["restarts"]
-        _restarts(child, into)
-    return into
+from .treewalk import restarts_by_pid, walk
 
 
 async def cmd_tree(server: ControlServer) -> Any:
@@ -63,7 +19,7 @@ async def cmd_tree(server: ControlServer) -> Any:
 
 
 async def cmd_ps(server: ControlServer) -> Any:
-    restarts = _restarts(await walk(server.node, server.root), {})
+    restarts = restarts_by_pid(await walk(server.node, server.root))
     rows = []
     for info in server.node.processes():
         rows.append({
@@ -123,12 +79,6 @@ def cmd_logs(server: ControlServer, follow: bool = True, history: int = 50) -> A
 async def cmd_inject(server: ControlServer, target: str, fault: str, seconds: float = 0.05, count: int = 1) -> Any:
     server.node.faults.inject(target, fault, seconds=seconds, count=count)
     return f"injected {fault} into {target}"
-
-
-async def cmd_metrics(server: ControlServer) -> Any:
-    from .metrics import render_metrics
-
-    return (await render_metrics(server.node, server.root)).decode()
 
 
 HANDLERS = {

@@ -26,7 +26,7 @@ from airssys_actors import Actor, CallFailed, CallTimeout, Capabilities, Compone
 from supervisors import Child, Supervisor
 
 from . import render
-from .commands import walk
+from .treewalk import walk
 
 COMPONENTS = Path(__file__).resolve().parent.parent / "examples" / "components"
 WORKERS = 4

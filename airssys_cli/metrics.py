@@ -33,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the error path onl
 from airssys_actors import Node
 
 from .serving import ClientLimits, send_within, serve_clients
+from .treewalk import restarts_by_pid, walk
 
 
 class NodeCollector(Collector):
@@ -75,9 +76,7 @@ class NodeCollector(Collector):
 
 
 async def render_metrics(node: Node, root: Any) -> bytes:
-    from .commands import _restarts, walk
-
-    restarts = _restarts(await walk(node, root), {}) if root is not None else {}
+    restarts = restarts_by_pid(await walk(node, root)) if root is not None else {}
     registry = CollectorRegistry()
     registry.register(NodeCollector(node, restarts))
     return generate_latest(registry)
