@@ -4,8 +4,9 @@
 System messages bypass the user bound because each answers something the process itself
 set up (a request, a monitor, a link, a timer), and dropping one would lose the answer.
 Their number is bounded by its own actions, and by :data:`SYSTEM_CAPACITY` as well: a
-process that floods its own lane past it (monitoring or linking to dead processes in a
-loop, say) is not refused one answer, it ends with ``system_limit`` (see
+process that floods its own lane past it, in number or in bytes (:data:`SYSTEM_BYTES`: monitoring or
+linking to dead processes in a loop, say, or requesting large answers in a loop) is not
+refused one answer, it ends with ``system_limit`` (see
 ``Node._deliver_system``), as Erlang ends a process that passes a system limit. The
 queues are plain deques: nothing ever scans a mailbox (the Erlang lesson about large
 mailboxes).
@@ -42,6 +43,12 @@ class MailboxStatistics:
 #: ``system_limit``. Ten times the default ``Limits.max_pending``: room for every answer
 #: to its requests and monitors and for the exit signals of many links at once.
 SYSTEM_CAPACITY = 100_000
+#: The most payload bytes the system lane holds; one more message ends its process with
+#: ``system_limit`` too. A count alone does not bound memory: a request's answer leaves
+#: ``Limits.max_pending`` as soon as it is queued, so a threaded guest that requests in a
+#: loop from a process answering 1 MiB could queue 100 000 MiB of replies within one
+#: call. 256 MiB is what a guest's default ``Limits.memory`` lets it hold itself.
+SYSTEM_BYTES = 256 << 20
 
 _DOWN = Kind.DOWN
 
@@ -54,11 +61,14 @@ class Mailbox:
     """
 
     def __init__(self, capacity: int, max_message: int | None = None,
-                 system_capacity: int = SYSTEM_CAPACITY) -> None:
+                 system_capacity: int = SYSTEM_CAPACITY, system_bytes: int = SYSTEM_BYTES) -> None:
         if capacity < 1:
             raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
         self.capacity = capacity
         self.system_capacity = system_capacity
+        self.system_bytes = system_bytes
+        #: Payload bytes waiting in the system lane.
+        self.system_held = 0
         #: DOWN messages waiting: monitors that fired and are not taken yet still count
         #: against the owner's ``max_pending``.
         self.downs = 0
@@ -98,9 +108,10 @@ class Mailbox:
         """Queue a system message; False (nothing queued) when the lane is full."""
         if self.closed:
             raise MailboxClosed("mailbox is closed")
-        if len(self._system) >= self.system_capacity:
+        if len(self._system) >= self.system_capacity or self.system_held + len(env.payload) > self.system_bytes:
             return False
         self._system.append(env)
+        self.system_held += len(env.payload)
         if env.kind == _DOWN:
             self.downs += 1
         self._receiver.wake()
@@ -110,6 +121,7 @@ class Mailbox:
         """The next message, system lane first, or None when empty."""
         if self._system:
             env = self._system.popleft()
+            self.system_held -= len(env.payload)
             if env.kind == _DOWN:
                 self.downs -= 1
             return env
@@ -136,6 +148,7 @@ class Mailbox:
         self.closed = True
         left = list(self._system) + list(self._user)
         self._system.clear()
+        self.system_held = 0
         self.downs = 0
         self._user.clear()
         self._senders.unpark_all()
@@ -146,6 +159,7 @@ class Mailbox:
         """Remove and return the system lane (answers meant for an exited incarnation)."""
         left = list(self._system)
         self._system.clear()
+        self.system_held = 0
         self.downs = 0
         return left
 
