@@ -78,7 +78,11 @@ class Delivery:
             # Every system message answers something the process set up itself: one that
             # floods its own lane ends, as Erlang's system_limit, and loses nothing silently.
             self._dead_letter(proc.pid, env, "system_limit")
-            proc.die(ExitReason("system_limit", f"system lane over {mailbox.system_capacity} messages"))
+            if mailbox.statistics().system_depth >= mailbox.system_capacity:
+                bound = f"{mailbox.system_capacity} messages"
+            else:
+                bound = f"{mailbox.system_bytes} bytes"
+            proc.die(ExitReason("system_limit", f"system lane over {bound}"))
         else:
             self._dead_letter(proc.pid, env, "noproc")
 

@@ -85,6 +85,7 @@ class Process:
         "children",
         "current",
         "deferred",
+        "deferred_prune_at",
         "exit_reason",
         "fault",
         "handle_seconds",
@@ -136,6 +137,8 @@ class Process:
         """Monitors on this process: ref -> watcher (None: a watcher outside any process)."""
         self.deferred: set[int] = set()
         """Calls it handled without replying yet."""
+        self.deferred_prune_at = 0
+        """Size of ``deferred`` past which refs whose callers gave up are forgotten."""
         self.answered = 0
         """The ref of the call being handled once it was answered from inside the handler
         (``reply`` before returning none); 0 otherwise."""
@@ -318,7 +321,7 @@ class Process:
                     # Answered already (a reply from inside the handler, or a reply refused
                     # as too large): nothing is left to defer, or the ref would stay forever.
                     if self.answered != env.ref:
-                        self.deferred.add(env.ref)
+                        self._defer(env.ref)
                     self.answered = 0
                 else:
                     node._complete_call(env.ref, reply, self)
@@ -328,6 +331,19 @@ class Process:
             if budget >= _CHECKPOINT_EVERY:
                 budget = 0
                 await trio.lowlevel.checkpoint()
+
+    def _defer(self, ref: int) -> None:
+        """Remember a call handled without a reply, for a later one. A process that never
+        answers, called in a loop with short timeouts, must not grow without bound: past
+        ``max_pending`` deferred calls, those whose callers gave up are forgotten (a reply
+        to one of them is then refused as a reply to no call). The next pruning waits
+        until the set has doubled, so it costs O(1) per call amortised."""
+        deferred = self.deferred
+        deferred.add(ref)
+        if len(deferred) > max(self.max_pending, self.deferred_prune_at):
+            pending = self.node._calls
+            self.deferred = {r for r in deferred if r in pending}
+            self.deferred_prune_at = 2 * len(self.deferred)
 
     def _terminate(self, reason: ExitReason) -> None:
         if not self.alive:
