@@ -34,8 +34,12 @@ async def cmd_ps(server: ControlServer) -> Any:
 
 
 async def cmd_send(server: ControlServer, to: str, message: Any) -> Any:
-    await server.node.send(to, message)
-    return "sent"
+    # Waits for room in a full mailbox as node.send does, but no longer than a client's
+    # timeout: a client slot is not held for as long as the receiver is stuck.
+    with trio.move_on_after(server.limits.timeout):
+        await server.node.send(to, message)
+        return "sent"
+    raise ControlError(f"the mailbox of {to} stayed full for {server.limits.timeout:g} s: the message was not sent")
 
 
 async def cmd_call(server: ControlServer, to: str, message: Any, timeout: float = 5.0) -> Any:

@@ -42,6 +42,7 @@ tree = Supervisor("root", children=[
     Child("echo", {str(COMPONENTS / "echo.wat")!r}, name="echo"),
     Child("crasher", {str(COMPONENTS / "crasher.wat")!r}, name="crasher"),
     Child("mute", Mute, name="mute"),
+    Child("full", Mute, name="full", mailbox_capacity=1),
 ])
 """
 
@@ -297,3 +298,13 @@ def test_bad_client_limit_flags_are_refused_naming_the_flag(tmp_path, flag: str,
     assert result.returncode == 2
     assert f"argument {flag}: " in result.stderr and error in result.stderr, result.stderr
     assert not (tmp_path / "s" / "control.sock").exists()  # refused before any node started
+
+
+def test_a_send_to_a_full_mailbox_fails_at_the_client_timeout(node: RunningNode):
+    """`send` waits for room as node.send does, but a client of the socket only as long
+    as its timeout: then it is told the message was not sent, and its slot is free."""
+    assert ask(node.socket, "send", to="full", message=1) == {"ok": True, "result": "sent"}  # taken, never done
+    assert ask(node.socket, "send", to="full", message=2) == {"ok": True, "result": "sent"}  # queued: full now
+    answer = ask(node.socket, "send", to="full", message=3)  # ask fails if no answer comes
+    assert answer["ok"] is False and "mailbox" in answer["error"] and "not sent" in answer["error"], answer
+    assert_serves(node)
