@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +9,7 @@ import attrs
 
 from airssys_actors import ExitReason, Node, Pid, SpawnFailed
 
+from ._checks import seconds
 from ._handoff import open_handoff
 from ._server import PAGE, SupervisorError, _ServerFactory
 from ._upgrade import STRATEGIES, UpgradeReport
@@ -20,22 +20,6 @@ UPGRADE_GRACE = 5.0
 """Seconds an upgrade's caller waits past its ``timeout``: at the timeout the supervisor
 rolls the change back and answers, and its answer should not be lost to the caller's own
 timer."""
-
-
-def _finite(value: int | float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float is no number of seconds either
-        return False
-
-
-def _seconds(name: str, value: object) -> float:
-    """A timeout as given to a method: finite seconds > 0 (checked before any call)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__} {value!r:.60}")
-    if not _finite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    return float(value)
 
 
 @attrs.frozen
@@ -64,7 +48,7 @@ class SupervisorRef:
     spec: Supervisor
 
     async def _call(self, *op: Any, timeout: float = 60.0) -> Any:
-        timeout = _seconds("timeout", timeout)
+        timeout = seconds("timeout", timeout)
         status, value = await self.node.call(self.pid, list(op), timeout=timeout)
         if status != "ok":
             raise SupervisorError(value)
@@ -185,8 +169,8 @@ class SupervisorRef:
             raise TypeError(f"canary must be an integer, got {type(canary).__name__} {canary!r:.60}")
         if canary < 0:
             raise ValueError(f"canary must be an integer >= 0, got {canary}")
-        probe_timeout = _seconds("probe_timeout", probe_timeout)
-        timeout = _seconds("timeout", timeout)
+        probe_timeout = seconds("probe_timeout", probe_timeout)
+        timeout = seconds("timeout", timeout)
         if isinstance(component, (str, bytes)) or hasattr(component, "__fspath__"):
             from ._upgrade import load_component
 
@@ -200,7 +184,7 @@ class SupervisorRef:
         the same protocol (the older version's ``upgrade`` gets the newer ``from-version``)."""
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r:.60}")
-        timeout = _seconds("timeout", timeout)
+        timeout = seconds("timeout", timeout)
         request = {"direction": "down", "target": target, "component": None, "version": None,
                    "strategy": strategy, "canary": 0, "probe": None, "probe_timeout": 5.0}
         return await self._request("upgrade", value=request, timeout=timeout, grace=UPGRADE_GRACE)
@@ -210,7 +194,7 @@ class SupervisorRef:
         ``timeout`` is accepted for compatibility and not used: each child's own
         ``shutdown`` spec bounds how long the tree takes."""
         if timeout is not None:
-            _seconds("timeout", timeout)
+            seconds("timeout", timeout)
         if self.node.is_alive(self.pid):
             await self.node.exit(self.pid, "shutdown")
         return await self.node.wait(self.pid)

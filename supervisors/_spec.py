@@ -6,13 +6,14 @@ past construction the runtime trusts the record.
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any
 
 import attrs
 
 from airssys_actors import Capabilities, Limits
+
+from ._checks import finite, shown
 
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
 RESTARTS = ("permanent", "transient", "temporary")
@@ -29,23 +30,7 @@ class InvalidChildSpec(ValueError):
         self.spec_id = spec_id
         self.field = field
         self.value = value
-        super().__init__(f"invalid spec {_shown(spec_id)}: {field}={_shown(value)}: {problem}")
-
-
-def _shown(value: object, limit: int = 60) -> str:
-    # A hostile tree file can put anything in a spec: the message stays one short line.
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
-
-
-def _finite(value: int | float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float is no number of seconds either
-        return False
+        super().__init__(f"invalid spec {shown(spec_id)}: {field}={shown(value)}: {problem}")
 
 
 def _check_id(spec_id: object) -> None:
@@ -57,7 +42,7 @@ def _check_shutdown(spec_id: str, value: object) -> None:
     if isinstance(value, str) and value in ("brutal_kill", "infinity"):
         return
     # A float infinity is refused: "infinity" says the same thing and says it on purpose.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not finite(value) or value < 0:
         raise InvalidChildSpec(spec_id, "shutdown", value,
                                "must be finite seconds >= 0, 'brutal_kill' or 'infinity'")
 
@@ -155,7 +140,7 @@ class Supervisor:
             raise InvalidChildSpec(self.id, "max_restarts", self.max_restarts, "must be an integer >= 0")
         within = self.within
         # `not within > 0` also refuses NaN, which every comparison (so `within <= 0`) lets by.
-        if isinstance(within, bool) or not isinstance(within, (int, float)) or not _finite(within) \
+        if isinstance(within, bool) or not isinstance(within, (int, float)) or not finite(within) \
                 or not within > 0:
             raise InvalidChildSpec(self.id, "within", within, "must be finite seconds > 0")
         _check_in(self.id, "restart", self.restart, RESTARTS)

@@ -16,7 +16,6 @@ rest; a failing canary is changed back.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 from collections.abc import Callable
@@ -97,13 +96,9 @@ class Migration:
 
     def __init__(self, node: Node, target: str, strategy: str, canary: int, probe: Any,
                  probe_timeout: float) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-        if isinstance(canary, bool) or not isinstance(canary, int) or canary < 0:
-            raise ValueError(f"canary must be an integer >= 0, got {canary!r}")
-        if isinstance(probe_timeout, bool) or not isinstance(probe_timeout, (int, float)) \
-                or not math.isfinite(probe_timeout) or probe_timeout <= 0:
-            raise ValueError(f"probe_timeout must be finite seconds > 0, got {probe_timeout!r}")
+        # strategy, canary and probe_timeout were checked by SupervisorRef.upgrade (or set
+        # by downgrade), the only way a request reaches a supervisor (handoffs cannot be
+        # forged).
         self.node = node
         self.target = target
         self.strategy = strategy
