@@ -33,11 +33,11 @@ def _servers(value: object) -> tuple[str, ...]:
     return tuple(servers)
 
 
-def _seconds(name: str):  # noqa: ANN202 - an attrs converter
+def _seconds(name: str):
     return lambda value: finite_seconds(name, value, minimum=0.0, exclusive=True, maximum=3600.0)
 
 
-def _optional_text(name: str):  # noqa: ANN202 - an attrs converter
+def _optional_text(name: str):
     def convert(value: object) -> str | None:
         if value is not None and not isinstance(value, str):
             raise InvalidType(name, value, "a str or None")
