@@ -40,7 +40,7 @@ import trio
 
 from ._calls import RemoteCaller, _CallWaiter, _RequestWaiter
 from ._clusterconfig import ClusterConfig
-from ._errors import ActorError, CallFailed, MailboxFull, NoConnection, NoSuchProcess, SpawnFailed
+from ._errors import ActorError, CallFailed, MailboxFull, MessageTooLarge, NoConnection, NoSuchProcess, SpawnFailed
 from ._globalnames import GlobalNames
 from ._message import Envelope, Kind
 from ._pid import Pid, incarnation, node_name
@@ -219,8 +219,12 @@ class Remote:
     # -- sending frames ---------------------------------------------------------------
 
     def _send(self, peer: Peer, kind: int, *fields: Any) -> None:
+        data = msgpack.packb([self.me, peer.tx_epoch, peer.tx_seq + 1, kind, *fields])
+        if len(data) > self.transport.max_payload:
+            # Refused here, before it takes a sequence number: the sender is told at once.
+            raise MessageTooLarge(len(data), self.transport.max_payload)
         peer.tx_seq += 1
-        self.transport.publish(peer.subject, msgpack.packb([self.me, peer.tx_epoch, peer.tx_seq, kind, *fields]))
+        self.transport.publish(peer.subject, data)
 
     def _control(self, peer: Peer, kind: int, epoch: int, *fields: Any) -> None:
         self.transport.publish(peer.subject, msgpack.packb([self.me, epoch, 0, kind, *fields]))
@@ -302,7 +306,7 @@ class Remote:
                 self._send(peer, DOWN, str(watcher), str(pid), their_ref, reason.to_wire())
                 return
 
-    def answer(self, waiter: RemoteCaller, ref: int, replier: Pid | None, payload: bytes | None,
+    def answer(self, waiter: RemoteCaller, ref: int, replier: Pid | str | None, payload: bytes | None,
                failure: Any = None) -> None:
         """Answer a call from another node: its reply, or ``failure`` (``["exit", reason]``
         or ``["error", text]``)."""
@@ -311,9 +315,9 @@ class Remote:
         if not peer.up or not self.connected:
             return
         if payload is not None:
-            self._send(peer, REPLY, waiter.ref, _pid_text(replier), payload)
+            self._send(peer, REPLY, waiter.ref, None if replier is None else str(replier), payload)
         else:
-            self._send(peer, FAILED, waiter.ref, _pid_text(replier), failure[0], failure[1])
+            self._send(peer, FAILED, waiter.ref, None if replier is None else str(replier), failure[0], failure[1])
 
     async def spawn(self, node: str, component: str, *, name: str | None, args: bytes, link: bool,
                     monitor: bool, trap_exits: bool, timeout: float) -> Pid:
@@ -608,7 +612,7 @@ class Remote:
             return
         if kind == CALL:
             caller = RemoteCaller(self, peer, env.ref, env.sender, 0.0)
-            self.answer(caller, -1, None, None, ["exit", ExitReason(reason).to_wire()])
+            self.answer(caller, -1, to if isinstance(to, str) else None, None, ["exit", ExitReason(reason).to_wire()])
         self.node._dead_letter(to, env, reason)
 
     def _signal(self, peer: Peer, frame: list[Any]) -> None:
@@ -669,6 +673,7 @@ class Remote:
 
     def _on_answer(self, peer: Peer, frame: list[Any]) -> None:
         ref, replier = frame[4], _pid(frame[5])
+        where = frame[5][:300] if isinstance(frame[5], str) else f"a process on node {peer.name}"
         if type(ref) is not int:
             return self._drop(peer.subject, "malformed reply")
         peer.calls_out.discard(ref)
@@ -687,7 +692,7 @@ class Remote:
         if waiter is None:
             return
         if tag == "exit":
-            node._fail_call(ref, ExitReason.from_wire(value), str(replier) if replier else f"node {peer.name}")
+            node._fail_call(ref, ExitReason.from_wire(value), where)
         else:
             node._fail_call_error(ref, ActorError(str(value)[:4096]), replier)
 
