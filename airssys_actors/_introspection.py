@@ -47,6 +47,12 @@ class Introspection(Delivery):
             raise NoSuchProcess(pid)
         return proc.info()
 
+    def cluster_nodes(self) -> list[dict[str, Any]]:
+        """This node and every node of its cluster it has heard of: name, incarnation
+        (``node``), whether it is up, and its channel's counters. Empty outside a cluster."""
+        remote = self._remote
+        return [] if remote is None else remote.nodes()
+
     def pids(self) -> list[Pid]:
         return list(self._processes)
 

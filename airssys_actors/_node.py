@@ -22,6 +22,7 @@ import trio
 
 from ._bounded import RECORD_OVERHEAD, BoundedMap
 from ._changes import CodeChanges
+from ._capabilities import Capabilities
 from ._checks import InvalidType, finite_seconds, positive_int, whole_number
 from ._clusterconfig import ClusterConfig, check_token
 from ._deadletters import DEAD_LETTER_BYTES, DeadLetters
@@ -121,6 +122,7 @@ class Node(Spawning, Sending, CodeChanges, Introspection):
         self._heirs: dict[str, _Heir] = {}
         self._calls: dict[int, _CallWaiter | _RequestWaiter | RemoteCaller] = {}
         self._components: dict[str, Component] = {}
+        self._grants: dict[str, Capabilities] = {}
         self._ids = itertools.count(1)
         self._refs = itertools.count(1)
         # Bounded in bytes too: each reason's detail may be MAX_DETAIL_BYTES long.

@@ -46,7 +46,8 @@ from ._message import Envelope, Kind
 from ._pid import Pid, incarnation, node_name
 from ._process import Process
 from ._reasons import KILLED, NOPROC, ExitReason
-from ._transport import Inbound, KvChange, NatsTransport, NoResponders, PublishFailed, StateChange, TransportError
+from ._transport import (Inbound, KvChange, NatsTransport, NoResponders, NotConnected, PublishFailed, StateChange,
+                         TransportError)
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -158,6 +159,7 @@ class Remote:
         self._swept = False
         self._reset_sent: set[tuple[str, int]] = set()
         self.dropped = 0
+        self._tasks = trio.CancelScope()  # the heartbeat: ends when the node leaves
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -172,14 +174,15 @@ class Remote:
             with trio.CancelScope(shield=True):
                 await self.transport.close()
             raise
-        self.node.start_soon(self._heartbeats)
+        self.node.start_soon(self._heartbeats, self._tasks)
         self.node.events.emit("node_up", data={"node": self.me, "cluster": self.config.cluster})
 
     async def close(self) -> None:
+        self._tasks.cancel()
         for peer in self.peers.values():
             self._flush_credit(peer, force=True)
-        await self.transport.close()
         self.connected = False
+        await self.transport.close()
         for peer in list(self.peers.values()):
             if peer.up:
                 self._down(peer, "node stopped")
@@ -224,10 +227,21 @@ class Remote:
             # Refused here, before it takes a sequence number: the sender is told at once.
             raise MessageTooLarge(len(data), self.transport.max_payload)
         peer.tx_seq += 1
-        self.transport.publish(peer.subject, data)
+        try:
+            self.transport.publish(peer.subject, data)
+        except NotConnected:  # this node is leaving
+            raise NoConnection(peer.name, peer.name) from None
 
     def _control(self, peer: Peer, kind: int, epoch: int, *fields: Any) -> None:
-        self.transport.publish(peer.subject, msgpack.packb([self.me, epoch, 0, kind, *fields]))
+        self._publish(peer.subject, msgpack.packb([self.me, epoch, 0, kind, *fields]))
+
+    def _publish(self, subject: str, data: bytes) -> None:
+        """Publish what no sender waits on (channel control, heartbeats, answers to
+        probes): once this node is leaving there is no one to tell."""
+        try:
+            self.transport.publish(subject, data)
+        except NotConnected:
+            pass
 
     def send_envelope(self, peer: Peer, to: Pid, env: Envelope) -> None:
         sender = _pid_text(env.sender)
@@ -535,7 +549,7 @@ class Remote:
             self._flush_credit(peer)
 
     def _flush_credit(self, peer: Peer, force: bool = False) -> None:
-        if peer.consumed > peer.credited and (force or peer.up) and self.connected:
+        if peer.consumed > peer.credited and (force or (peer.up and self.connected)):
             peer.credited = peer.consumed
             self._control(peer, CREDIT, peer.rx_epoch, peer.consumed)
 
@@ -755,20 +769,24 @@ class Remote:
         if item.reply is None:
             return self._drop(item.subject, "control request without a reply subject")
         if op == "ping":
-            self.transport.publish(item.reply, self.me.encode())
+            self._publish(item.reply, self.me.encode())
         elif op == "nodes":
-            self.transport.publish(item.reply, msgpack.packb([p.info() for p in self.peers.values()]))
+            self._publish(item.reply, msgpack.packb([p.info() for p in self.peers.values()]))
         else:
             self._drop(item.subject, f"unknown control operation {op[:50]!r}")
 
     # -- failure detection ----------------------------------------------------------------
 
-    async def _heartbeats(self) -> None:
+    async def _heartbeats(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await self._beat()
+
+    async def _beat(self) -> None:
         config = self.config
         while True:
             if self.connected:
                 self._hb_seq += 1
-                self.transport.publish(self._hb_subject, msgpack.packb([self.me, self._hb_seq]))
+                self._publish(self._hb_subject, msgpack.packb([self.me, self._hb_seq]))
             now = trio.current_time()
             for peer in list(self.peers.values()):
                 self._flush_credit(peer)

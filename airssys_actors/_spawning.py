@@ -64,6 +64,7 @@ class Spawning(Signals, Names):
     limits: Limits
     max_message: int
     _components: dict[str, Component]
+    _grants: dict[str, Capabilities]
     _ids: itertools.count[int]
     _heirs: dict[str, _Heir]  # type: ignore[assignment]  # Names sees them as Wakeups
 
@@ -76,8 +77,20 @@ class Spawning(Signals, Names):
         self.register_component(component)
         return component
 
-    def register_component(self, component: Component, name: str | None = None) -> None:
-        self._components[name or component.name] = component
+    def register_component(self, component: Component, name: str | None = None, *,
+                           capabilities: Capabilities | None = None) -> None:
+        """Register ``component`` under ``name`` (default: its own), for guests' ``spawn``
+        and for spawns by name, from this node or (on a cluster node) another one.
+        ``capabilities`` are what a process of it spawned by name gets when the spawn
+        gives none, as a spawn from another node never does (default: none at all)."""
+        if capabilities is not None and not isinstance(capabilities, Capabilities):
+            raise InvalidType("capabilities", capabilities, "a Capabilities or None")
+        key = name or component.name
+        self._components[key] = component
+        if capabilities is None:
+            self._grants.pop(key, None)
+        else:
+            self._grants[key] = capabilities
 
     def components(self) -> dict[str, Component]:
         return dict(self._components)
@@ -91,6 +104,7 @@ class Spawning(Signals, Names):
         if callable(component) and not isinstance(component, (str, bytes, os.PathLike, Component)):
             return PythonBehaviour(component, getattr(component, "__name__", "actor"))
         if isinstance(component, str) and component in self._components:
+            capabilities = capabilities or self._grants.get(component)
             component = self._components[component]
         elif isinstance(component, (str, os.PathLike, bytes, bytearray)):
             if isinstance(component, str) and Path(component).suffix not in (".wat", ".wasm") and not Path(component).exists():

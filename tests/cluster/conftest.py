@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -30,3 +31,23 @@ def nats_server(tmp_path) -> Iterator[NatsServer]:
 @pytest.fixture
 def nats_url(nats_server: NatsServer) -> str:
     return nats_server.url
+
+
+@pytest.fixture
+def node_processes(nats_server: NatsServer, tmp_path) -> Iterator[Any]:
+    """``start(name, **options)`` starts a node OS process on the test's server; all are
+    stopped by pid at the end."""
+    from .nodes import NodeProcess
+
+    started: list[NodeProcess] = []
+
+    def start(name: str, **options: Any) -> NodeProcess:
+        node = NodeProcess(name, nats_server.url, tmp_path, **options).start()
+        started.append(node)
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in started:
+            node.stop()
