@@ -26,12 +26,14 @@ from ._errors import (
     MailboxFull as MailboxFull,
     MessageTooLarge as MessageTooLarge,
     NameTaken as NameTaken,
+    NoConnection as NoConnection,
     NodeClosed as NodeClosed,
     NoSuchProcess as NoSuchProcess,
     SpawnFailed as SpawnFailed,
     UnencodableMessage as UnencodableMessage,
     UpgradeFailed as UpgradeFailed,
 )
+from ._clusterconfig import ClusterConfig as ClusterConfig
 from ._codechange import CodeChange as CodeChange
 from ._codechange import PreloadedCode as PreloadedCode
 from ._events import Event as Event
@@ -63,6 +65,7 @@ __all__ = [
     "CallFailed",
     "CallTimeout",
     "Capabilities",
+    "ClusterConfig",
     "CodeChange",
     "Component",
     "ComponentWorldMismatch",
@@ -79,6 +82,7 @@ __all__ = [
     "Message",
     "MessageTooLarge",
     "NameTaken",
+    "NoConnection",
     "NoSuchProcess",
     "Node",
     "NodeClosed",

@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("airssys_actors.cluster")
 
 NOCONNECTION = ExitReason("noconnection")
+#: Nodes this node keeps track of at once; past it, a node never heard of is ignored
+#: (after forgetting one that is down), so made-up names cannot grow the table.
+MAX_PEERS = 1024
 
 # Sequenced frames (they take a sequence number and a unit of credit).
 MSG, CALL, REPLY, FAILED, LINK, UNLINK, EXIT, MONITOR, DEMONITOR, DOWN, SPAWN, SPAWNED = range(1, 13)
@@ -89,6 +92,7 @@ class Peer:
         self.credited = 0
         # Signals for local processes whose mailbox was full, in order, per target.
         self.held: dict[Pid, collections.deque[list[Any]]] = {}
+        self.held_count = 0
         # Monitors it holds on our processes: its ref -> (our ref, our target).
         self.monitors_in: dict[int, tuple[int, Pid]] = {}
         # Our refs waiting on it (calls, requests, spawns), and its calls we are handling.
@@ -96,6 +100,12 @@ class Peer:
         self.calls_in: set[int] = set()
         self.spawns_out: set[int] = set()
         self.downs = 0
+
+    def tx_window_broken(self, window: int) -> bool:
+        """True when it has more signals waiting here than its credit allows (each
+        direction may exceed its window by the signals it sends besides messages, which
+        are never refused for credit: allow a second window of those)."""
+        return self.held_count >= 2 * window
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "node": self.node_id, "up": self.up, "epoch": self.tx_epoch,
@@ -185,7 +195,7 @@ class Remote:
         await self.transport.close()
         for peer in list(self.peers.values()):
             if peer.up:
-                self._down(peer, "node stopped")
+                self._down(peer, "this node stopped", lost=False)
 
     # -- addressing -------------------------------------------------------------------
 
@@ -386,6 +396,15 @@ class Remote:
             except Exception as exc:  # a bug or a hostile frame: never the node's end
                 self._drop(getattr(item, "subject", "?"), f"{type(exc).__name__}: {exc}")
 
+    async def _guarded(self, fn: Any, *args: Any) -> None:
+        """Run a task of the remote path in the node's nursery: whatever a peer sent,
+        its failure is a dropped frame, never the node's end."""
+        try:
+            await fn(*args)
+        except Exception as exc:
+            log.exception("cluster task %s failed", getattr(fn, "__name__", fn))
+            self._drop(getattr(args[0], "subject", "?"), f"{type(exc).__name__}: {exc}")
+
     def _drop(self, subject: str, why: str) -> None:
         self.dropped += 1
         self.node.events.emit("cluster_drop", data={"subject": subject[:200], "why": why[:500]})
@@ -401,11 +420,21 @@ class Remote:
         else:
             self._drop(subject, "unexpected subject")
 
-    def _peer(self, name: str) -> Peer:
+    def _peer(self, name: str) -> Peer | None:
         peer = self.peers.get(name)
         if peer is None:
+            if len(self.peers) >= MAX_PEERS:
+                self._forget_down_peer()
+                if len(self.peers) >= MAX_PEERS:
+                    return None
             peer = self.peers[name] = Peer(name, f"{self._prefix}.p.{name}.{self.node.name}")
         return peer
+
+    def _forget_down_peer(self) -> None:
+        for name, peer in self.peers.items():
+            if not peer.up and not peer.held:
+                del self.peers[name]
+                return
 
     def _on_heartbeat(self, name: str, data: bytes) -> None:
         if name == self.node.name:
@@ -426,8 +455,11 @@ class Remote:
             self.node.events.emit("node_up", data={"node": peer.node_id})
 
     def _adopt(self, name: str, node_id: str) -> Peer | None:
-        """The peer ``name`` at incarnation ``node_id``, or None for an older incarnation."""
+        """The peer ``name`` at incarnation ``node_id``, or None for an older incarnation
+        (or a new node past :data:`MAX_PEERS`)."""
         peer = self._peer(name)
+        if peer is None:
+            return None
         if peer.node_id == node_id:
             return peer
         if peer.node_id is not None:
@@ -512,7 +544,7 @@ class Remote:
             return
         if kind == SPAWN:
             self._consumed(peer)
-            self.node.start_soon(self._on_spawn, peer, frame)
+            self.node.start_soon(self._guarded, self._on_spawn, peer, frame)
             return
         if kind == SPAWNED:
             self._consumed(peer)
@@ -533,12 +565,20 @@ class Remote:
         if proc is not None:
             held = peer.held.get(proc.pid)
             if held is not None:
+                if peer.tx_window_broken(self.config.window):
+                    # More held than its credit allows: it ignores flow control. Its
+                    # channel is torn down rather than this node's memory given to it.
+                    self._teardown(peer, "sent past its credit window")
+                    self._no_target(peer, frame, "noconnection")
+                    return
                 held.append(frame)
+                peer.held_count += 1
                 return
             if kind == MSG or kind == CALL:
                 if not self._deliver_frame(peer, proc, frame):
-                    peer.held[proc.pid] = collections.deque([frame])
-                    node.start_soon(self._drain_held, peer, proc)
+                    held = peer.held[proc.pid] = collections.deque([frame])
+                    peer.held_count += 1
+                    node.start_soon(self._guarded, self._drain_held, peer, proc, held)
                 return
         self._consumed(peer)
         self._signal(peer, frame)
@@ -598,8 +638,9 @@ class Remote:
         self._consumed(peer)
         return True
 
-    async def _drain_held(self, peer: Peer, proc: Process) -> None:
-        held = peer.held[proc.pid]
+    async def _drain_held(self, peer: Peer, proc: Process, held: collections.deque[list[Any]]) -> None:
+        """Deliver ``proc``'s held signals in order as its mailbox makes room (the deque
+        is emptied by a teardown meanwhile: then there is nothing left to do)."""
         try:
             while held:
                 frame = held[0]
@@ -611,10 +652,13 @@ class Remote:
                     self._consumed(peer)
                     self._signal(peer, frame)
                 held.popleft()
+                peer.held_count -= 1
         finally:
             if peer.held.get(proc.pid) is held:
                 del peer.held[proc.pid]
-            for frame in held:  # the node is stopping, or the channel was torn down
+            if held:  # the node is stopping
+                peer.held_count -= len(held)
+            for frame in held:
                 self._consumed(peer)
                 if frame[3] in (MSG, CALL):
                     self._no_target(peer, frame, "noconnection")
@@ -797,7 +841,7 @@ class Remote:
                     self._down(peer, f"silent for {silent:.2f} s")
                 elif silent >= config.suspect_after and not peer.probing:
                     peer.probing = True
-                    self.node.start_soon(self._probe, peer, peer.node_id)
+                    self.node.start_soon(self._guarded, self._probe, peer, peer.node_id)
             if not self._swept and now - self._started_at >= config.down_after and self.connected:
                 self._swept = True
                 self.names.sweep({p.node_id for p in self.peers.values() if p.up} | {self.me})
@@ -814,14 +858,16 @@ class Remote:
         finally:
             peer.probing = False
 
-    def _down(self, peer: Peer, why: str) -> None:
+    def _down(self, peer: Peer, why: str, *, lost: bool = True) -> None:
+        """``peer`` is down. ``lost``: it is, not just out of our reach (our own link to
+        NATS dropped), so its global names go."""
         if not peer.up:
             return
         peer.up = False
         peer.downs += 1
         self._teardown(peer, why)
         self.node.events.emit("node_down", data={"node": peer.node_id, "why": why})
-        if peer.node_id is not None:
+        if lost and peer.node_id is not None:
             self.names.node_down(peer.node_id)
 
     def _on_state(self, state: str) -> None:
@@ -829,7 +875,7 @@ class Remote:
             was = self.connected
             self.connected = False
             for peer in list(self.peers.values()):
-                self._down(peer, "this node's connection to NATS dropped")
+                self._down(peer, "this node's connection to NATS dropped", lost=False)
             if was:
                 self.node.events.emit("cluster_disconnected", data={"node": self.me})
         elif state == "reconnected":
@@ -881,6 +927,7 @@ class Remote:
         peer.monitors_in.clear()
         held = peer.held
         peer.held = {}
+        peer.held_count = 0
         for frames in held.values():
             for frame in frames:
                 if frame[3] in (MSG, CALL):

@@ -15,7 +15,7 @@ import trio
 import wasmtime
 
 from ._capabilities import Capabilities, Matcher
-from ._errors import ActorError, InvalidComponent, MailboxFull, MessageTooLarge, NoSuchProcess, SpawnFailed
+from ._errors import ActorError, InvalidComponent, MailboxFull, MessageTooLarge, NoConnection, NoSuchProcess, SpawnFailed
 from ._host._component import compile_component
 from ._host._layout import measure as measure_layout
 from ._host._imports import HostRefused
@@ -266,6 +266,11 @@ def _matcher(patterns: tuple[str, ...]) -> Matcher:
     return Matcher(patterns)
 
 
+def _unreachable(exc: NoSuchProcess, to: str) -> str:
+    """What a guest is told of a target it cannot reach: gone, or on a node out of reach."""
+    return f"noconnection: {to}" if isinstance(exc, NoConnection) else f"noproc: {to}"
+
+
 class GuestHost:
     """The host functions one guest calls, bound to its process (see ``wit/actor.wit``).
 
@@ -308,8 +313,8 @@ class GuestHost:
         env = Envelope(Kind.CAST, 0, self.proc.pid, payload)
         try:
             self.node._deliver_nowait(to, env)
-        except NoSuchProcess:
-            raise HostRefused(f"noproc: {to}") from None
+        except NoSuchProcess as exc:
+            raise HostRefused(_unreachable(exc, to)) from None
         except MailboxFull:
             # A guest cannot wait for room; it is told, and the message is accounted for.
             self.node._dead_letter(to, env, "mailbox_full")
@@ -321,8 +326,8 @@ class GuestHost:
         self._check_size(payload)
         try:
             ref = self.node._request_from(self.proc, to, payload, timeout_ms / 1000.0)
-        except NoSuchProcess:
-            raise HostRefused(f"noproc: {to}") from None
+        except NoSuchProcess as exc:
+            raise HostRefused(_unreachable(exc, to)) from None
         except MailboxFull:
             raise HostRefused(f"mailbox full: {to}") from None
         except ActorError as exc:
