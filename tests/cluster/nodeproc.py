@@ -118,7 +118,7 @@ class Control(aa.Actor):
 
 async def main(args: argparse.Namespace) -> None:
     config = ClusterConfig(args.cluster, heartbeat=args.heartbeat, suspect_after=args.suspect_after,
-                           down_after=args.down_after, window=args.window)
+                           down_after=args.down_after, window=args.window, user=args.user, password=args.password)
     async with aa.Node(args.name, cluster=config) as node:
         # A process of these spawned from another node may message anyone, spawn nothing.
         anyone = aa.Capabilities(send=["*"])
@@ -141,5 +141,7 @@ if __name__ == "__main__":
     parser.add_argument("--suspect-after", type=float, default=0.25)
     parser.add_argument("--down-after", type=float, default=0.5)
     parser.add_argument("--window", type=int, default=1024)
+    parser.add_argument("--user", default=None)
+    parser.add_argument("--password", default=None)
     trio.run(main, parser.parse_args())
     sys.exit(0)
