@@ -149,7 +149,7 @@ async def test_unreachable_server_fails_within_connect_timeout():
     url = f"nats://127.0.0.1:{free_port()}"
     transport = NatsTransport(config(url, connect_timeout=0.5), Recorder())
     started = time.monotonic()
-    with trio.fail_after(5), pytest.raises(ClusterUnreachable, match="127.0.0.1") as caught:
+    with trio.fail_after(5), pytest.raises(ClusterUnreachable, match=r"127\.0\.0\.1") as caught:
         await transport.start(["t.>"])
     assert time.monotonic() - started < 0.5 + 0.5
     assert "0.5 s" in str(caught.value)
