@@ -302,6 +302,8 @@ class NatsTransport:
         past the server's ``max_payload``."""
         if self._state != "running":
             raise NotConnected(f"publish on a transport that is {self._state}")
+        if type(data) is not bytes or type(subject) is not str or (reply is not None and type(reply) is not str):
+            _check_publish(subject, data, reply)
         if len(data) > self._max_payload:
             raise MessageTooLarge(f"a message of {len(data)} bytes is over the server's max_payload of "
                                   f"{self._max_payload} bytes (subject {subject!r:.80})")
@@ -321,6 +323,7 @@ class NatsTransport:
         """A NATS request: the first reply's payload. :class:`NoResponders` if nobody is
         subscribed, :class:`RequestTimedOut`, :class:`NotConnected`."""
         _check_subject("subject", subject)
+        _check_bytes("data", data)
         timeout = _positive_seconds("timeout", timeout)
 
         async def run() -> bytes:
@@ -344,6 +347,7 @@ class NatsTransport:
         none); its revision. :class:`KeyExists` otherwise. ``ttl`` (whole seconds, at least
         1): this value expires on its own."""
         _check_key(key)
+        _check_bytes("value", value)
         ttl_header = _ttl_header(ttl)
         return await self._call(lambda: self._kv_create(bucket, key, value, ttl_header))
 
@@ -351,6 +355,7 @@ class NatsTransport:
         """Write ``key`` if its latest revision is ``last``; the new revision.
         :class:`WrongRevision` otherwise."""
         _check_key(key)
+        _check_bytes("value", value)
         last = _revision("last", last)
         ttl_header = _ttl_header(ttl)
         return await self._call(lambda: self._kv_write(bucket, key, value, last, ttl_header))
@@ -618,6 +623,10 @@ class NatsTransport:
             if type(item) is tuple:
                 subject, data, reply = item
                 try:
+                    if _unroutable(subject) or (reply and _unroutable(reply)):
+                        # The server would drop these without a word; nats-py checks
+                        # only for white space.
+                        raise _bad_subject()
                     await nc.publish(subject, data, reply=reply or "")
                 except Exception as exc:
                     self._publish_failed(subject, data, exc)
@@ -943,6 +952,33 @@ class NatsTransport:
                 await asyncio.wait_for(watcher.stop(), 0.5)
             except BaseException:
                 pass
+
+
+def _check_publish(subject: object, data: object, reply: object) -> None:
+    # Off the hot path: reached only when a type is not the plain one.
+    if not isinstance(subject, str):
+        raise TransportError(f"subject must be a str, got {type(subject).__name__}")
+    if not isinstance(data, bytes):
+        raise TransportError(f"data must be bytes, got {type(data).__name__}")
+    if reply is not None and not isinstance(reply, str):
+        raise TransportError(f"reply must be a str or None, got {type(reply).__name__}")
+
+
+def _unroutable(subject: str) -> bool:
+    """Empty tokens or wildcards: a subject nothing can be published to."""
+    return not subject or ".." in subject or subject[0] == "." or subject[-1] == "." or "*" in subject \
+        or ">" in subject
+
+
+def _bad_subject() -> BaseException:
+    import nats.errors
+
+    return nats.errors.BadSubjectError()
+
+
+def _check_bytes(name: str, value: object) -> None:
+    if not isinstance(value, bytes):
+        raise TransportError(f"{name} must be bytes, got {type(value).__name__}")
 
 
 def _nothing() -> None:
