@@ -210,3 +210,23 @@ async def test_an_inbound_flood_past_the_limit_is_dropped_counted_and_logged(nat
         finally:
             await sender.close()
             await receiver.close()
+
+
+@pytest.mark.parametrize("subjects", ["t.>", [b"t.>"], ["t .>"], [""], None])
+async def test_start_with_garbage_subjects_names_them(subjects):
+    transport = NatsTransport(ClusterConfig(servers="nats://127.0.0.1:1"), Keep())
+    with pytest.raises(TransportError, match="subjects"):
+        await transport.start(subjects)
+    await transport.close()
+
+
+async def test_starting_twice_is_refused_and_the_first_keeps_serving(running):
+    with pytest.raises(TransportError, match="running"):
+        await running.start(["t.>"])
+    with trio.fail_after(10):
+        await still_serves(running)
+
+
+def test_a_transport_needs_a_cluster_config():
+    with pytest.raises(TypeError, match="ClusterConfig"):
+        NatsTransport("nats://127.0.0.1:4222", Keep())
