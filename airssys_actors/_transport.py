@@ -234,8 +234,11 @@ class NatsTransport:
         # Inbound: the loop appends, trio pops; same flag protocol.
         self._inbound: collections.deque[Any] = collections.deque()
         self._in_scheduled = False
-        self._inbound_messages = 0
-        self._inbound_bytes = 0
+        # Each counter is written by one thread only (no += across threads): waiting =
+        # added (loop) - taken (trio).
+        self._in_added_messages = self._in_added_bytes = 0
+        self._in_taken_messages = self._in_taken_bytes = 0
+        self._stop_requested = False
         self.dropped_inbound = 0
         """Received messages dropped because the inbound hand-off was over its limit."""
         self._ops: set[_Op] = set()
@@ -472,8 +475,8 @@ class NatsTransport:
                 batch.append(item)
             else:
                 batch.append(item)
-        self._inbound_messages -= messages
-        self._inbound_bytes -= size
+        self._in_taken_messages += messages
+        self._in_taken_bytes += size
         if inbound and not self._in_scheduled:
             self._in_scheduled = True
             self._token.run_sync_soon(self._deliver)  # the rest next turn: trio tasks run between
@@ -487,6 +490,9 @@ class NatsTransport:
     async def _shutdown(self) -> None:
         self._state = "closing"
         self._connected = False
+        # Read by the loop right after it starts: a close() before the loop exists still
+        # stops it (the loop is published before it looks at the flag).
+        self._stop_requested = True
         for op in list(self._ops):
             if not op.done.is_set():
                 op.error = NotConnected("the transport closed")
@@ -522,13 +528,15 @@ class NatsTransport:
 
     def _push_message(self, msg: Any) -> None:
         data = msg.data
-        if self._inbound_messages >= INBOUND_LIMIT_MESSAGES or self._inbound_bytes >= INBOUND_LIMIT_BYTES:
+        messages = self._in_added_messages - self._in_taken_messages
+        size = self._in_added_bytes - self._in_taken_bytes
+        if messages >= INBOUND_LIMIT_MESSAGES or size >= INBOUND_LIMIT_BYTES:
             self.dropped_inbound += 1
             log.error("inbound hand-off full (%d messages, %d bytes waiting): dropped a message on %s",
-                      self._inbound_messages, self._inbound_bytes, msg.subject)
+                      messages, size, msg.subject)
             return
-        self._inbound_messages += 1
-        self._inbound_bytes += len(data)
+        self._in_added_messages += 1
+        self._in_added_bytes += len(data)
         self._push(Inbound(msg.subject, data, msg.reply or None))
 
     def _thread_main(self, connect: _Op) -> None:
@@ -547,6 +555,8 @@ class NatsTransport:
         self._out_wakeup = asyncio.Event()
         self._stop = asyncio.Event()
         self._connect_task = asyncio.create_task(self._perform(connect))
+        if self._stop_requested:
+            self._begin_stop()
         await asyncio.gather(self._connect_task, return_exceptions=True)
         if connect.error is not None or self._nc is None or self._loop_closing:
             await self._close_nc()
