@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test python-guest world bench clean
+.PHONY: demo test python-guest world bench cluster clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP) python-guest
 # Every benchmark at the size that takes under five minutes (see docs/benchmarks.md).
 bench: $(STAMP)
 	$(BIN)/airssys bench all --out build/bench.json
+
+# A local nats-server with JetStream on 127.0.0.1:4222 (store build/nats) for a cluster
+# of nodes on this machine; Ctrl-C stops it.
+cluster: $(STAMP)
+	$(BIN)/airssys cluster up
 
 # Regenerate the reference world component the host checks guests against.
 world: $(STAMP)

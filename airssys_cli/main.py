@@ -75,6 +75,13 @@ def _history(text: str) -> int:
     return _integer(text, 0)
 
 
+def _port(text: str) -> int:
+    value = _integer(text, 0)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, got {text}")
+    return value
+
+
 def _host_port(text: str) -> str:
     """``HOST:PORT`` with a port from 0 to 65535, checked before the node starts."""
     host, _, port = text.rpartition(":")
@@ -160,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
                                         "isolation", "all"])
     bench.add_argument("--size", choices=["smoke", "full"], default="full")
     bench.add_argument("--out", type=Path, default=None, help="JSON report path")
+
+    cluster = sub.add_parser("cluster", parents=[common], help="a local NATS server for a cluster of nodes")
+    actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = actions.add_parser("up", parents=[common], help="run nats-server with JetStream on 127.0.0.1 until Ctrl-C")
+    up.add_argument("--port", type=_port, default=4222, help="TCP port on 127.0.0.1 (default 4222; 0 picks a free one)")
+    up.add_argument("--store", type=Path, default=Path("build/nats"), help="JetStream store directory (default build/nats)")
     return parser
 
 
@@ -244,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo
 
             return run_demo(args)
+        if args.command == "cluster":
+            from .cluster import cluster_up
+
+            return cluster_up(args)
         if args.command == "bench":
             from .bench import run_bench
 

@@ -89,6 +89,7 @@ class NatsServer:
         self.extra_args: tuple[str, ...] = ()
         self.process: subprocess.Popen[bytes] | None = None
         self._log: Path | None = None
+        self._log_start = 0
 
     @property
     def url(self) -> str:
@@ -127,9 +128,12 @@ class NatsServer:
             command += ["-c", str(self.config_file)]
         command += list(self.extra_args)
         with open(self._log, "ab") as log:
+            self._log_start = log.tell()
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + self.start_timeout
-        while not _accepts(self.host, self.port):
+        # Ready when this process says so and the port accepts: another program already
+        # listening on the port would accept too.
+        while not (self._said_ready() and _accepts(self.host, self.port)):
             if self.process.poll() is not None:
                 raise NatsServerError(f"nats-server exited with code {self.process.returncode} on start: "
                                       f"{self._tail()}")
@@ -139,11 +143,21 @@ class NatsServer:
                                       f"{self.start_timeout:g} s: {self._tail()}")
             time.sleep(0.02)
 
+    def _said_ready(self) -> bool:
+        assert self._log is not None
+        with open(self._log, "rb") as log:
+            log.seek(self._log_start)
+            return b"Server is ready" in log.read()
+
     def _tail(self, lines: int = 8) -> str:
         if self._log is None or not self._log.exists():
             return "(no output)"
-        text = self._log.read_text(errors="replace").strip().splitlines()
-        return " | ".join(text[-lines:]) or "(no output)"
+        with open(self._log, "rb") as log:
+            log.seek(self._log_start)
+            text = log.read().decode(errors="replace").strip().splitlines()
+        # The banner is long: its fatal or error lines say what went wrong.
+        errors = [line for line in text if "[FTL]" in line or "[ERR]" in line]
+        return " | ".join((errors or text)[-lines:]) or "(no output)"
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after ``stop_timeout``; waits for the process."""
