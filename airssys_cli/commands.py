@@ -62,6 +62,11 @@ async def cmd_stats(server: ControlServer) -> Any:
             "dead_letters": stats.dead_letters, "parked_mailboxes": stats.parked_mailboxes}
 
 
+async def cmd_nodes(server: ControlServer) -> Any:
+    """This node and the nodes of its cluster it knows (empty outside a cluster)."""
+    return server.node.cluster_nodes()
+
+
 def cmd_logs(server: ControlServer, follow: bool = True, history: int = 50) -> AsyncIterator[Any]:
     async def stream() -> AsyncIterator[Any]:
         sub = server.node.subscribe(maxlen=server.logs_backlog)  # a stalled reader holds at most this many
@@ -87,5 +92,5 @@ async def cmd_inject(server: ControlServer, target: str, fault: str, seconds: fl
 
 HANDLERS = {
     "tree": cmd_tree, "ps": cmd_ps, "send": cmd_send, "call": cmd_call, "deploy": cmd_deploy,
-    "stats": cmd_stats, "logs": cmd_logs, "inject": cmd_inject,
+    "stats": cmd_stats, "nodes": cmd_nodes, "logs": cmd_logs, "inject": cmd_inject,
 }

@@ -14,6 +14,7 @@ import trio
 
 from . import render
 from .control import ControlError, default_socket, request
+from .clusterflags import add_cluster_flags
 from .run import add_client_limit_flags
 
 
@@ -121,16 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="start a node with the tree in a Python file")
     run.add_argument("tree", help="a Python file defining `tree = Supervisor(...)`")
     run.add_argument("--node-name", default="local", type=_node_name, help="the node part of every pid")
-    run.add_argument("--metrics", metavar="HOST:PORT", default=None, type=_host_port,
-                     help="serve Prometheus metrics over HTTP (e.g. 127.0.0.1:9464)")
-    run.add_argument("--track-memory", action="store_true",
-                     help="report each WASM process's linear memory size (in ps and metrics); "
-                          "makes spawns slower and costs more memory (see docs/cli.md)")
-    add_client_limit_flags(run)
+    node = sub.add_parser("node", parents=[common], help="start a cluster node, with a tree or none")
+    node.add_argument("tree", nargs="?", default=None, help="a Python file defining `tree = Supervisor(...)`")
+    node.add_argument("--name", "--node-name", dest="node_name", required=True, type=_node_name,
+                      help="the node's name in its cluster (letters, digits, '_' and '-')")
+    for serving in (run, node):
+        serving.add_argument("--metrics", metavar="HOST:PORT", default=None, type=_host_port,
+                             help="serve Prometheus metrics over HTTP (e.g. 127.0.0.1:9464)")
+        serving.add_argument("--track-memory", action="store_true",
+                             help="report each WASM process's linear memory size (in ps and metrics); "
+                                  "makes spawns slower and costs more memory (see docs/cli.md)")
+        add_client_limit_flags(serving)
+        add_cluster_flags(serving)
 
     sub.add_parser("tree", parents=[common], help="the live supervision tree")
     sub.add_parser("ps", parents=[common], help="every process with its version, mailbox and counters")
     sub.add_parser("stats", parents=[common], help="node counters")
+    sub.add_parser("nodes", parents=[common], help="the nodes of this node's cluster: up or down, channel counters")
 
     send = sub.add_parser("send", parents=[common], help="send a message (JSON) to a name or pid")
     send.add_argument("to")
@@ -214,6 +222,10 @@ def _client(args: argparse.Namespace) -> int:
     elif command == "stats":
         stats = _ask(socket, "stats")
         _print(args, stats, render.table([stats], list(stats)))
+    elif command == "nodes":
+        nodes = _ask(socket, "nodes")
+        _print(args, nodes, render.table(nodes, ["name", "node", "up", "sent", "unacked", "held", "downs"],
+                                         caption=None if nodes else "this node is not in a cluster"))
     elif command == "send":
         _print(args, _ask(socket, "send", to=args.to, message=args.message), "sent")
     elif command == "call":
@@ -249,8 +261,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"airssys: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.command == "run":
+        if args.command in ("run", "node"):
+            from .clusterflags import cluster_config
             from .run import run_tree
+
+            try:
+                args.cluster_config = cluster_config(args)
+            except argparse.ArgumentTypeError as exc:
+                raise UsageError(str(exc)) from None
 
             return run_tree(args)
         if args.command == "demo":

@@ -56,7 +56,8 @@ class TreeGaveUp(Exception):
 
 
 async def serve_tree(args: argparse.Namespace, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    tree = load_tree(args.tree)
+    # A cluster node may start with no tree of its own (its processes come by remote spawn).
+    tree = load_tree(args.tree) if args.tree is not None else supervisors.Supervisor("root", children=[])
     out = render.console(stderr=True)
     stop = trio.Event()
     # Catch Ctrl-C / SIGTERM from the very start, so a signal during start-up also stops
@@ -78,7 +79,7 @@ async def serve_tree(args: argparse.Namespace, task_status: Any = trio.TASK_STAT
 
 async def _serve(args: argparse.Namespace, tree: Any, out: Any, stop: trio.Event, task_status: Any) -> None:
     socket = args.socket or default_socket()
-    async with Node(args.node_name) as node:
+    async with Node(args.node_name, cluster=getattr(args, "cluster_config", None)) as node:
         give_ups = node.subscribe({"give_up"})
         root = await supervisors.start(node, tree)
         limits = client_limits(args)
@@ -91,7 +92,8 @@ async def _serve(args: argparse.Namespace, tree: Any, out: Any, stop: trio.Event
             host, port = listeners[0].socket.getsockname()[:2]
             out.print(f"metrics on http://{host}:{port}/metrics")
         count = len(node.pids())
-        out.print(f"[bold green]airssys[/bold green] node {node.name!r} running tree {tree.id!r} "
+        where = "" if node.cluster is None else f" in cluster {node.cluster.cluster!r} as {node.node_id}"
+        out.print(f"[bold green]airssys[/bold green] node {node.name!r}{where} running tree {tree.id!r} "
                   f"({count} process{'es' if count != 1 else ''}); control socket {socket}")
         out.print("Ctrl-C stops the tree in reverse order.")
         task_status.started(node)
