@@ -79,11 +79,13 @@ class DeadLetters:
         self._items: BoundedLog[tuple[Any, ...]] = BoundedLog(capacity, max_bytes)
         self.total = 0
 
-    def record(self, to: object, env: Envelope, reason: str) -> str:
-        """Record ``env`` as dead; returns the address as kept."""
+    def record(self, to: object, env: Envelope, reason: str, size: int | None = None) -> str:
+        """Record ``env`` as dead; returns the address as kept. ``size``: the payload's
+        real size when ``env`` holds only its first bytes."""
         payload = env.payload
-        size = len(payload)
-        if size > PAYLOAD_PREFIX:
+        if size is None:
+            size = len(payload)
+        if len(payload) > PAYLOAD_PREFIX:
             payload = payload[:PAYLOAD_PREFIX]  # a copy: the whole payload can be freed
         address = str(to)
         if len(address) > _SHORT:

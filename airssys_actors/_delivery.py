@@ -94,10 +94,11 @@ class Delivery:
         else:
             self._dead_letter(proc.pid, env, "noproc")
 
-    def _dead_letter(self, to: object, env: Envelope, reason: str) -> None:
-        address = self._dead.record(to, env, reason)
+    def _dead_letter(self, to: object, env: Envelope, reason: str, size: int | None = None) -> None:
+        address = self._dead.record(to, env, reason, size)
         self.events.emit("dead_letter", pid=env.sender, reason=reason,
-                         data={"to": address, "message_kind": KIND_NAME[env.kind], "bytes": len(env.payload)})
+                         data={"to": address, "message_kind": KIND_NAME[env.kind],
+                               "bytes": len(env.payload) if size is None else size})
 
     def dead_letters(self) -> list[DeadLetter]:
         """The most recent dead letters (bounded), oldest first."""

@@ -40,6 +40,7 @@ import trio
 
 from ._calls import RemoteCaller, _CallWaiter, _RequestWaiter
 from ._clusterconfig import ClusterConfig
+from ._deadletters import PAYLOAD_PREFIX
 from ._errors import ActorError, CallFailed, MailboxFull, MessageTooLarge, NoConnection, NoSuchProcess, SpawnFailed
 from ._globalnames import GlobalNames
 from ._message import Envelope, Kind
@@ -84,6 +85,10 @@ class Peer:
         self.tx_seq = 0
         self.acked = 0
         self.room = trio.Event()
+        # Casts sent and not yet credited: (seq, to, envelope with the payload's first
+        # bytes, size). If the channel goes before they are, each becomes a dead letter
+        # ``unconfirmed``: it may or may not have arrived, but it is not silently lost.
+        self.unconfirmed: collections.deque[tuple[int, str, Envelope, int]] = collections.deque()
         # Inbound: its epoch toward us, the last sequence number accepted, how many consumed.
         self.rx_epoch = 0
         self.rx_alive = False
@@ -262,7 +267,12 @@ class Remote:
             peer.calls_out.add(env.ref)
             self._send(peer, CALL, str(to), sender, env.ref, timeout, env.payload)
         else:
-            self._send(peer, MSG, str(to), sender, env.payload)
+            to_text = str(to)
+            payload = env.payload
+            self._send(peer, MSG, to_text, sender, payload)
+            if len(payload) > PAYLOAD_PREFIX:
+                env = Envelope(env.kind, 0, env.sender, payload[:PAYLOAD_PREFIX])
+            peer.unconfirmed.append((peer.tx_seq, to_text, env, len(payload)))
 
     def _sendable(self, pid: Pid) -> Peer | None:
         """The peer to tell about ``pid``, or None when the channel is gone (its
@@ -493,7 +503,13 @@ class Remote:
         peer.heard = trio.current_time()
         if kind == CREDIT:
             if epoch == peer.tx_epoch and type(frame[4]) is int and peer.acked < frame[4] <= peer.tx_seq:
-                peer.acked = frame[4]
+                peer.acked = acked = frame[4]
+                unconfirmed = peer.unconfirmed
+                # A count of consumed signals: the receiver has every signal up to that
+                # sequence number (consumed, or held there, where a teardown accounts
+                # for it), so only later casts are still unconfirmed.
+                while unconfirmed and unconfirmed[0][0] <= acked:
+                    unconfirmed.popleft()
                 peer.room.set()
                 peer.room = trio.Event()
             return
@@ -903,6 +919,9 @@ class Remote:
         gone = peer.node_id
         peer.tx_epoch += 1
         peer.tx_seq = peer.acked = 0
+        unconfirmed, peer.unconfirmed = peer.unconfirmed, collections.deque()
+        for _seq, to, env, size in unconfirmed:
+            node._dead_letter(to, env, "unconfirmed", size)
         peer.rx_alive = False
         peer.room.set()
         peer.room = trio.Event()

@@ -269,3 +269,23 @@ async def test_a_flood_toward_one_slow_receiver_blocks_the_sender_and_loses_noth
             except aa.MailboxFull:
                 refused += 1
         assert refused > 0
+
+
+async def test_casts_in_flight_when_a_node_dies_are_dead_letters_not_silence(nats_url, node_processes):
+    b = node_processes("b")
+    async with Node("t", cluster=config(nats_url)) as t:
+        await wait_up(t, "b")
+        seq = await t.call(b.pids["ctl"], ["sequence", 0.01, 10_000])  # slow: credit lags
+        b.signal(signal.SIGSTOP)
+        sent = 0
+        for i in range(200):
+            try:
+                t.send_nowait(seq, ["t", i])
+                sent += 1
+            except aa.MailboxFull:
+                break
+        b.kill()
+        await wait_for(lambda: not any(n["up"] for n in t.cluster_nodes() if n["name"] == "b"))
+        unconfirmed = [d for d in t.dead_letters() if d.reason == "unconfirmed"]
+        assert sent > 0 and len(unconfirmed) == sent
+        assert [d.value for d in unconfirmed] == [["t", i] for i in range(sent)]
