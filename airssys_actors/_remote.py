@@ -47,6 +47,7 @@ from ._message import Envelope, Kind
 from ._pid import Pid, incarnation, node_name
 from ._process import Process
 from ._reasons import KILLED, NOPROC, ExitReason
+from ._wakeup import OneShot
 from ._transport import (Inbound, KvChange, NatsTransport, NoResponders, NotConnected, PublishFailed, StateChange,
                          TransportError)
 
@@ -175,6 +176,8 @@ class Remote:
         self._reset_sent: set[tuple[str, int]] = set()
         self.dropped = 0
         self._tasks = trio.CancelScope()  # the heartbeat: ends when the node leaves
+        self._waiter = Pid(self.me, 0)
+        self._waits: dict[int, tuple[OneShot, Pid, ExitReason | None]] = {}
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -352,6 +355,32 @@ class Remote:
             self._send(peer, REPLY, waiter.ref, None if replier is None else str(replier), payload)
         else:
             self._send(peer, FAILED, waiter.ref, None if replier is None else str(replier), failure[0], failure[1])
+
+    async def wait(self, pid: Pid) -> ExitReason:
+        """Wait for a process on another node to exit (a monitor held by no process:
+        its ``down`` comes to this node's waiter pid, id 0, which no process has)."""
+        try:
+            peer = self.peer_for(pid)
+        except NoSuchProcess:
+            return NOCONNECTION if self._unreachable(pid) else NOPROC
+        ref = next(self.node._refs)
+        done = OneShot()
+        self._waits[ref] = (done, pid, None)
+        self._send(peer, MONITOR, str(self._waiter), str(pid), ref)
+        try:
+            await done.wait()
+        finally:
+            entry = self._waits.pop(ref, None)
+            if entry is not None and entry[2] is None:  # cancelled: no one waits any more
+                self.demonitor(self._waiter, pid, ref)
+        assert entry is not None and entry[2] is not None
+        return entry[2]
+
+    def _waited(self, ref: int, reason: ExitReason) -> None:
+        entry = self._waits.get(ref)
+        if entry is not None and entry[2] is None:
+            self._waits[ref] = (entry[0], entry[1], reason)
+            entry[0].fire()
 
     async def spawn(self, node: str, component: str, *, name: str | None, args: bytes, link: bool,
                     monitor: bool, trap_exits: bool, timeout: float) -> Pid:
@@ -740,6 +769,9 @@ class Remote:
                     proc.watchers.pop(entry[0], None)
         elif kind == DOWN:
             watcher, ref = a, frame[6]
+            if watcher == self._waiter and type(ref) is int:
+                self._waited(ref, ExitReason.from_wire(frame[7]))
+                return
             proc = node._processes.get(watcher) if watcher is not None else None
             if proc is None or type(ref) is not int or proc.monitors.get(ref) != b:
                 return
@@ -954,6 +986,9 @@ class Remote:
             frames.clear()
         if gone is None:
             return
+        for ref, (_done, pid, reason) in list(self._waits.items()):
+            if reason is None and pid.node == gone:
+                self._waited(ref, NOCONNECTION)
         signals = 0
         for proc in list(node._processes.values()):
             if proc.links:

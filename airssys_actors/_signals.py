@@ -153,6 +153,10 @@ class Signals(Delivery):
         """Wait for the process to exit and return its reason (``noproc`` for an unknown
         pid; the reason of a recently exited one)."""
         proc = self._resolve(pid)
+        if proc is None and self._remote is not None:
+            remote = self._remote.pid_of(pid)
+            if remote is not None:
+                return await self._remote.wait(remote)
         if proc is None:
             key = pid if isinstance(pid, Pid) else Pid.parse(pid)
             return self._exits.get(key, NOPROC) if key is not None else NOPROC

@@ -116,6 +116,35 @@ async def wait_for_remote_log(t: Node, pid: str, n: int, timeout: float = 10.0) 
     return log
 
 
+async def test_waiting_for_a_remote_process(nats_url, node_processes):
+    b = node_processes("b")
+    async with Node("t", cluster=config(nats_url)) as t:
+        await wait_up(t, "b")
+        target = await t.call(b.pids["ctl"], ["recorder", None])
+        async with trio.open_nursery() as nursery:
+            reasons = []
+
+            async def waiting():
+                reasons.append(await t.wait(target))
+
+            nursery.start_soon(waiting)
+            await trio.sleep(0.2)
+            await t.call(b.pids["ctl"], ["kill", target])
+        assert [r.kind for r in reasons] == ["killed"]
+        assert (await t.wait(target)).kind == "killed"  # gone before the wait: its node remembers why
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiting_for, t, b.pids["echo"], reasons)
+                await trio.sleep(0.2)
+                b.kill()
+        assert reasons[-1].kind == "noconnection"
+        assert (await t.wait(b.pids["echo"])).kind == "noconnection"  # its node is gone
+
+
+async def waiting_for(t: Node, pid: str, reasons: list) -> None:
+    reasons.append(await t.wait(pid))
+
+
 async def test_an_untrapped_link_exit_ends_the_local_process(nats_url, node_processes):
     b = node_processes("b")
 
