@@ -24,7 +24,7 @@ def cluster_up(args: argparse.Namespace) -> int:
         else:
             print(f"nats-server {'.'.join(map(str, server.version))} with JetStream at {server.url} "
                   f"(pid {server.pid}, store {args.store})", flush=True)
-            print(f"start nodes with: airssys run TREE.py --node-name a --cluster {server.url}", flush=True)
+            print(f"start nodes with: airssys node --name a --cluster {server.url} [TREE.py]", flush=True)
             print("Ctrl-C stops the server", flush=True)
         while True:
             if signal.sigtimedwait(stopping, 0.5) is not None:
