@@ -15,7 +15,6 @@ from ._process import ProcessExit
 from ._reasons import ExitReason, parse
 
 if TYPE_CHECKING:
-    from ._node import Node
     from ._process import Process
 
 
@@ -71,7 +70,9 @@ class Context:
         return self._proc.name
 
     @property
-    def node(self) -> Node:
+    def node(self) -> Any:
+        """The :class:`~airssys_actors.Node` this process runs on (typed loosely: this
+        module is below the node's, which imports it)."""
         return self._proc.node
 
     @property

@@ -21,8 +21,9 @@ from ._errors import ActorError, NameTaken
 from ._pid import Pid, is_valid_name
 
 if TYPE_CHECKING:
-    from ._remote import Remote
-    from ._transport import KvChange
+    from collections.abc import Callable
+
+    from ._transport import KvChange, NatsTransport
 
 log = logging.getLogger("airssys_actors.cluster")
 
@@ -34,14 +35,22 @@ def _key(name: str) -> str:
 class GlobalNames:
     """The cluster's names, as this node sees them."""
 
-    def __init__(self, remote: Remote, bucket: str) -> None:
-        self.remote = remote
+    def __init__(self, transport: NatsTransport, bucket: str, me: str, *, timeout: float,
+                 alive: Callable[[Pid], bool], start_soon: Callable[..., None],
+                 drop: Callable[[str, str], None]) -> None:
+        self.transport = transport
         self.bucket = bucket
+        self.me = me
+        """This node's id: names of its processes are its to remove when they exit."""
+        self.timeout = timeout
+        self._alive = alive
+        self._start_soon = start_soon
+        self._drop = drop
         self._table: dict[str, tuple[Pid, int]] = {}  # name -> (pid, revision)
         self._held: dict[Pid, set[str]] = {}  # this node's processes' names
 
     async def start(self) -> None:
-        transport = self.remote.transport
+        transport = self.transport
         await transport.kv_bucket(self.bucket, history=1)
         await transport.kv_watch(self.bucket, "n.>")
 
@@ -52,7 +61,7 @@ class GlobalNames:
         except ValueError:
             name = None
         if name is None or not change.key.startswith("n."):
-            self.remote._drop(f"kv {self.bucket} {change.key[:100]}", "not a name key")
+            self._drop(f"kv {self.bucket} {change.key[:100]}", "not a name key")
             return
         current = self._table.get(name)
         if current is not None and current[1] > change.revision:
@@ -66,7 +75,7 @@ class GlobalNames:
         except Exception:
             pid = None
         if pid is None:
-            self.remote._drop(f"kv {self.bucket} {change.key[:100]}", "malformed name entry")
+            self._drop(f"kv {self.bucket} {change.key[:100]}", "malformed name entry")
             return
         self._table[name] = (pid, change.revision)
 
@@ -85,11 +94,11 @@ class GlobalNames:
 
         key = _key(name)
         try:
-            revision = await self.remote.transport.kv_create(self.bucket, key, msgpack.packb([name, str(pid)]))
+            revision = await self.transport.kv_create(self.bucket, key, msgpack.packb([name, str(pid)]))
         except KeyExists:
             holder = self.whereis(name)
             if holder is None:
-                found = await self.remote.transport.kv_get(self.bucket, key)
+                found = await self.transport.kv_get(self.bucket, key)
                 holder = Pid.parse(msgpack.unpackb(found[0])[1]) if found is not None else None
             if holder == pid:
                 return
@@ -97,10 +106,9 @@ class GlobalNames:
         current = self._table.get(name)
         if current is None or current[1] <= revision:
             self._table[name] = (pid, revision)
-        if pid.node == self.remote.me:
+        if pid.node == self.me:
             self._held.setdefault(pid, set()).add(name)
-            node = self.remote.node
-            if pid not in node._processes:  # it exited while the create was in flight
+            if not self._alive(pid):  # it exited while the create was in flight
                 self.process_exited(pid)
 
     async def unregister(self, name: str) -> None:
@@ -112,7 +120,7 @@ class GlobalNames:
         from ._transport import WrongRevision
 
         try:
-            await self.remote.transport.kv_delete(self.bucket, _key(name), last=revision)
+            await self.transport.kv_delete(self.bucket, _key(name), last=revision)
         except WrongRevision:
             raise ActorError(f"global name {name!r} changed hands meanwhile; not removed") from None
         self._forget(name, revision)
@@ -149,17 +157,14 @@ class GlobalNames:
                 self._delete_soon(name, revision)
 
     def _delete_soon(self, name: str, revision: int) -> None:
-        node = self.remote.node
-        if node._nursery is None or node._nursery.cancel_scope.cancel_called:
-            return
-        node._nursery.start_soon(self._delete, name, revision)
+        self._start_soon(self._delete, name, revision)
 
     async def _delete(self, name: str, revision: int) -> None:
         from ._transport import TransportError
 
         try:
-            with trio.move_on_after(self.remote.config.request_timeout * 2):
-                await self.remote.transport.kv_delete(self.bucket, _key(name), last=revision)
+            with trio.move_on_after(self.timeout * 2):
+                await self.transport.kv_delete(self.bucket, _key(name), last=revision)
                 self._forget(name, revision)
         except TransportError as exc:  # someone else removed or re-took it first: fine
             log.debug("name %r not removed: %s", name, exc)

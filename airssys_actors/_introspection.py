@@ -13,7 +13,7 @@ from ._events import Subscription
 from ._pid import Pid
 
 if TYPE_CHECKING:
-    from ._calls import _CallWaiter, _RequestWaiter
+    from ._waiters import _CallWaiter, _RequestWaiter
     from ._timers import TimerService
 
 

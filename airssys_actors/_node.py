@@ -45,7 +45,7 @@ from ._reaper import Reaper
 from ._wasm import Component
 
 if TYPE_CHECKING:
-    from ._calls import RemoteCaller, _CallWaiter, _RequestWaiter
+    from ._waiters import RemoteCaller, _CallWaiter, _RequestWaiter
     from ._remote import Remote
     from ._spawning import _Heir
 

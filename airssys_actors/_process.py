@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -27,9 +27,20 @@ from ._mailbox import Mailbox
 from ._message import Envelope, Kind
 from ._pid import Pid
 from ._reasons import KILLED, NORMAL, ExitReason
+from ._waiters import RemoteCaller
 
-if TYPE_CHECKING:
-    from ._node import Node
+
+class ProcessHost(Protocol):
+    """What a process needs of the node that runs it (the node implements it; named
+    here so that this module need not import the node, which imports this one)."""
+
+    faults: Any
+    _calls: dict[int, Any]
+
+    def _deliver_system(self, proc: Process, env: Envelope) -> None: ...
+    def _on_started(self, proc: Process) -> None: ...
+    def _on_exit(self, proc: Process, reason: ExitReason) -> None: ...
+    def _complete_call(self, ref: int, payload: bytes, replier: Process) -> None: ...
 
 #: The process whose task is running, so that code inside a Python actor can call node
 #: functions (spawn with link, call) and be recognised as the sender.
@@ -112,7 +123,7 @@ class Process:
 
     def __init__(
         self,
-        node: Node,
+        node: ProcessHost,
         pid: Pid,
         behaviour: Behaviour,
         *,
@@ -349,10 +360,9 @@ class Process:
                 if waiter is None:
                     continue
                 # A caller on another node has no timer here: past its deadline it gave up.
-                peer = getattr(waiter, "peer", None)
-                if peer is not None and waiter.deadline < now:
+                if type(waiter) is RemoteCaller and waiter.deadline < now:
                     del pending[ref]
-                    peer.calls_in.discard(ref)
+                    waiter.peer.calls_in.discard(ref)
                     continue
                 keep.add(ref)
             self.deferred = keep

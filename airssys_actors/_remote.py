@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import trio
 
-from ._calls import RemoteCaller, _CallWaiter, _RequestWaiter
+from ._waiters import RemoteCaller, _CallWaiter, _RequestWaiter
 from ._clusterconfig import ClusterConfig
 from ._deadletters import PAYLOAD_PREFIX
 from ._errors import ActorError, CallFailed, MailboxFull, MessageTooLarge, NoConnection, NoSuchProcess, SpawnFailed
@@ -169,7 +169,9 @@ class Remote:
         self.peers: dict[str, Peer] = {}
         self.connected = False
         self.transport = NatsTransport(config, self._on_batch)
-        self.names = GlobalNames(self, f"AIR_{config.cluster}_NAMES")
+        self.names = GlobalNames(self.transport, f"AIR_{config.cluster}_NAMES", self.me,
+                                 timeout=config.request_timeout, alive=lambda pid: pid in node._processes,
+                                 start_soon=self._start_soon, drop=self._drop)
         self._hb_seq = 0
         self._started_at = 0.0
         self._swept = False
@@ -434,6 +436,12 @@ class Remote:
                     self._on_publish_failed(item)
             except Exception as exc:  # a bug or a hostile frame: never the node's end
                 self._drop(getattr(item, "subject", "?"), f"{type(exc).__name__}: {exc}")
+
+    def _start_soon(self, fn: Any, *args: Any) -> None:
+        """A task in the node's nursery, unless the node is past running it."""
+        nursery = self.node._nursery
+        if nursery is not None and not nursery.cancel_scope.cancel_called:
+            nursery.start_soon(self._guarded, fn, *args)
 
     async def _guarded(self, fn: Any, *args: Any) -> None:
         """Run a task of the remote path in the node's nursery: whatever a peer sent,

@@ -25,7 +25,7 @@ import fnmatch
 import random
 from collections import Counter
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from collections.abc import AsyncIterator, Callable
 
 import attrs
@@ -38,8 +38,25 @@ from ._pid import Pid
 from ._reasons import NOPROC, ExitReason
 
 if TYPE_CHECKING:
-    from ._node import Node
     from ._process import Process
+    from ._registry import Registry
+    from ._timers import TimerService
+
+
+class FaultHost(Protocol):
+    """What fault injection needs of a node (a :class:`~airssys_actors.Node` is one;
+    named here so that this module need not import the node, which imports it)."""
+
+    faults: Faults
+    timers: TimerService
+    registry: Registry
+    _processes: dict[Pid, Process]
+
+    def _resolve(self, to: Pid | str) -> Process | None: ...
+    def _fail_call(self, ref: int, reason: ExitReason, where: object) -> None: ...
+    def _dead_letter(self, to: object, env: Envelope, reason: str, size: int | None = None) -> None: ...
+    def kill(self, pid: Pid | str) -> None: ...
+    def registered(self) -> dict[str, Pid]: ...
 
 KINDS = ("kill", "trap", "fuel", "deadline", "memory", "init", "delay", "drop")
 """Every fault kind, as ``inject`` and the CLI name them."""
@@ -66,7 +83,7 @@ def _check_target(target: object) -> None:
 class Faults:
     """The fault injector of one node (``node.faults``)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: FaultHost) -> None:
         self._node = node
         self._init_failures: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
@@ -242,7 +259,7 @@ class ChaosScheduler:
     registered name matches ``pattern``. Reproducible: the same seed over the same set of
     names gives the same sequence of (fault, target)."""
 
-    def __init__(self, node: Node, pattern: str, rate: float, *, mix: dict[str, float] | None = None,
+    def __init__(self, node: FaultHost, pattern: str, rate: float, *, mix: dict[str, float] | None = None,
                  seed: int = 0, delay: float = 0.05, count: int = 1) -> None:
         if not isinstance(pattern, str):
             raise InvalidType("pattern", pattern, "a name pattern (str)")
@@ -321,7 +338,7 @@ class ChaosScheduler:
 
 
 @asynccontextmanager
-async def chaos(node: Node, pattern: str, rate: float, **options: Any) -> AsyncIterator[ChaosScheduler]:
+async def chaos(node: FaultHost, pattern: str, rate: float, **options: Any) -> AsyncIterator[ChaosScheduler]:
     """Run a :class:`ChaosScheduler` for the duration of the block."""
     scheduler = ChaosScheduler(node, pattern, rate, **options)
     async with trio.open_nursery() as nursery:
