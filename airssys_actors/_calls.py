@@ -32,13 +32,29 @@ def _mark_answered(replier: Process, ref: int) -> None:
 class _CallWaiter(OneShot):
     """A caller in Python awaiting a reply (fired by the reply, a failure or the timeout)."""
 
-    __slots__ = ("error", "payload", "target")
+    __slots__ = ("deadline", "error", "payload", "target")
 
-    def __init__(self, target: object) -> None:
+    def __init__(self, target: object, deadline: float = 0.0) -> None:
         super().__init__()
         self.payload: bytes | None = None
         self.error: Exception | None = None
         self.target = target
+        self.deadline = deadline
+
+
+class RemoteCaller:
+    """A caller on another node whose call is being handled here: it sits in
+    ``node._calls`` under a local ref, like a local caller, and its answer goes back
+    as a frame (``_remote.Remote.answer``)."""
+
+    __slots__ = ("caller", "deadline", "peer", "ref", "remote")
+
+    def __init__(self, remote: Any, peer: Any, ref: int, caller: Pid | None, deadline: float) -> None:
+        self.remote = remote
+        self.peer = peer
+        self.ref = ref
+        self.caller = caller
+        self.deadline = deadline
 
 
 class _RequestWaiter:
@@ -59,7 +75,7 @@ class Calls(Delivery):
     # Set by Node.__init__.
     max_message: int
     timers: TimerService
-    _calls: dict[int, _CallWaiter | _RequestWaiter]
+    _calls: dict[int, _CallWaiter | _RequestWaiter | RemoteCaller]
     _refs: itertools.count[int]
 
     async def call(self, to: Pid | str, message: Any, timeout: float = 5.0) -> Any:
@@ -81,7 +97,7 @@ class Calls(Delivery):
             raise MessageTooLarge(len(payload), self.max_message)
         deadline = trio.current_time() + timeout
         ref = next(self._refs)
-        waiter = _CallWaiter(to)
+        waiter = _CallWaiter(to, deadline)
         env = Envelope(Kind.CALL, ref, self._sender(), payload)
         self._calls[ref] = waiter
         timer = 0
@@ -126,16 +142,30 @@ class Calls(Delivery):
         elif isinstance(waiter, _CallWaiter):
             waiter.payload = payload
             waiter.fire()
+        elif type(waiter) is RemoteCaller:
+            waiter.remote.answer(waiter, ref, replier.pid, payload)
         else:
-            self.timers.cancel(waiter.timer)
-            waiter.proc.requests.discard(ref)
-            if trio.current_time() > waiter.deadline:
-                # The timer could not fire while an inline guest held the thread: the
-                # request still times out, and the reply is late.
-                self._deliver_system(waiter.proc, Envelope(Kind.FAILED, ref, None, encode("timeout")))
-                self._dead_letter("(caller gone)", Envelope(Kind.REPLY, ref, replier.pid, payload), "late_reply")
-                return
-            self._deliver_system(waiter.proc, Envelope(Kind.REPLY, ref, replier.pid, payload))
+            self._answer_request(waiter, ref, replier.pid, payload)
+
+    def _answer_request(self, waiter: _RequestWaiter, ref: int, replier: Pid | None, payload: bytes) -> None:
+        self.timers.cancel(waiter.timer)
+        waiter.proc.requests.discard(ref)
+        if trio.current_time() > waiter.deadline:
+            # The timer could not fire while an inline guest held the thread: the
+            # request still times out, and the reply is late.
+            self._deliver_system(waiter.proc, Envelope(Kind.FAILED, ref, None, encode("timeout")))
+            self._dead_letter("(caller gone)", Envelope(Kind.REPLY, ref, replier, payload), "late_reply")
+            return
+        self._deliver_system(waiter.proc, Envelope(Kind.REPLY, ref, replier, payload))
+
+    def _answer_call(self, ref: int, replier: Pid | None, payload: bytes) -> None:
+        """The reply to a call of ours from a process on another node."""
+        waiter = self._calls.pop(ref, None)
+        if isinstance(waiter, _CallWaiter):
+            waiter.payload = payload
+            waiter.fire()
+        elif isinstance(waiter, _RequestWaiter):
+            self._answer_request(waiter, ref, replier, payload)
 
     def _fail_call(self, ref: int, reason: ExitReason, where: object) -> None:
         waiter = self._calls.pop(ref, None)
@@ -144,6 +174,8 @@ class Calls(Delivery):
         if isinstance(waiter, _CallWaiter):
             waiter.error = CallFailed(where, reason)
             waiter.fire()
+        elif type(waiter) is RemoteCaller:
+            waiter.remote.answer(waiter, ref, None, None, ["exit", reason.to_wire()])
         else:
             self.timers.cancel(waiter.timer)
             waiter.proc.requests.discard(ref)
@@ -153,14 +185,19 @@ class Calls(Delivery):
         """Answer a call with an error that is not an exit (e.g. its reply was too large)."""
         replier.deferred.discard(ref)
         _mark_answered(replier, ref)
+        self._fail_call_error(ref, error, replier.pid)
+
+    def _fail_call_error(self, ref: int, error: Exception, replier: Pid | None) -> None:
         waiter = self._calls.pop(ref, None)
         if isinstance(waiter, _CallWaiter):
             waiter.error = error
             waiter.fire()
+        elif type(waiter) is RemoteCaller:
+            waiter.remote.answer(waiter, ref, replier, None, ["error", str(error)])
         elif isinstance(waiter, _RequestWaiter):
             self.timers.cancel(waiter.timer)
             waiter.proc.requests.discard(ref)
-            self._deliver_system(waiter.proc, Envelope(Kind.FAILED, ref, replier.pid, encode(["error", str(error)])))
+            self._deliver_system(waiter.proc, Envelope(Kind.FAILED, ref, replier, encode(["error", str(error)])))
 
     def _request_from(self, proc: Process, to: str, payload: bytes, timeout: float) -> int:
         """A guest's ``request``: the reply comes back as a ``reply``/``failed`` message."""

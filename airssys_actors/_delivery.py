@@ -3,8 +3,8 @@ is resolved to a mailbox, the envelope is put in it, and what cannot be delivere
 recorded as a dead letter.
 
 Every message leaving a process goes through :meth:`Delivery._deliver_nowait` (or its
-awaiting twin): the one place a transport to other nodes will hook in, beside the local
-path here.
+awaiting twin): an address that is not on this node is handed to the remote path
+(``_remote``, only on a cluster node), which stands where a mailbox would.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ._mailbox import Mailbox
     from ._process import Process
     from ._registry import Registry
+    from ._remote import Remote, RemoteRoute
 
 
 class Delivery:
@@ -34,6 +35,8 @@ class Delivery:
     _processes: dict[Pid, Process]
     _parked: dict[str, Mailbox]
     _dead: DeadLetters
+    _remote: Remote | None
+    node_id: str
 
     def _resolve(self, to: Pid | str) -> Process | None:
         if isinstance(to, Pid):
@@ -46,7 +49,7 @@ class Delivery:
                 return None
         return self._processes.get(pid)
 
-    def _mailbox_for(self, to: Pid | str) -> Mailbox:
+    def _mailbox_for(self, to: Pid | str) -> Mailbox | RemoteRoute:
         proc = self._resolve(to)
         if proc is not None and proc.alive:
             return proc.mailbox
@@ -54,6 +57,11 @@ class Delivery:
             parked = self._parked.get(to)
             if parked is not None:
                 return parked
+        if self._remote is not None:
+            # Not here: a process on another node (its pid, or a global name), if any.
+            route = self._remote.route(to)
+            if route is not None:
+                return route
         raise NoSuchProcess(to)
 
     def _deliver_nowait(self, to: Pid | str, env: Envelope) -> None:

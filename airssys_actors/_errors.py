@@ -41,6 +41,20 @@ class NoSuchProcess(ActorError):
         super().__init__(f"no such process: {address}")
 
 
+class NoConnection(NoSuchProcess):
+    """The address is on another node this node has no connection to (never heard of,
+    down, or this node's own link to the cluster is down). A :class:`NoSuchProcess`,
+    so code that handles a dead target handles an unreachable one too."""
+
+    def __init__(self, address: object, node: str) -> None:
+        super().__init__(address)
+        self.node = node
+        self.args = (f"no connection to node {node} (sending to {address})",)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class NameTaken(ActorError):
     """The name is already registered to another live process."""
 

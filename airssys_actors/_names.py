@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._calls import Calls
+from ._checks import InvalidType
 from ._errors import ActorError, NoSuchProcess
 from ._message import Kind
 from ._pid import Pid
 from ._reasons import NOPROC, ExitReason
 
 if TYPE_CHECKING:
+    from ._globalnames import GlobalNames
     from ._mailbox import Mailbox
     from ._wakeup import Wakeup
 
@@ -58,6 +60,36 @@ class Names(Calls):
             heir.wake()  # with no process to run: the task waiting on the name ends
         self.registry.unregister(name)
         self._drop_mailbox(name, mailbox, reason)
+
+    # -- global names (a cluster node) ---------------------------------------------------
+
+    def _global(self, what: str) -> GlobalNames:
+        if self._remote is None:
+            raise ActorError(f"{what}: this node is not in a cluster (Node(cluster=...))")
+        return self._remote.names
+
+    async def register_global(self, name: str, pid: Pid) -> None:
+        """Register ``name`` for ``pid`` (of this node) across the cluster: atomically,
+        so a name held by another process raises :class:`NameTaken`. Any node can then
+        send to, call, link or monitor ``name``. It goes when the process exits or its
+        node is lost."""
+        names = self._global("register_global")
+        if not isinstance(pid, Pid):
+            raise InvalidType("pid", pid, "a Pid")
+        if pid not in self._processes:
+            raise NoSuchProcess(pid)
+        await names.register(name, pid)
+
+    async def unregister_global(self, name: str) -> None:
+        """Remove a global name (compare-and-delete: never another holder's)."""
+        await self._global("unregister_global").unregister(name)
+
+    def whereis_global(self, name: str) -> Pid | None:
+        """The pid holding global ``name`` (from this node's watched copy), or None."""
+        return self._global("whereis_global").whereis(name)
+
+    def global_names(self) -> dict[str, Pid]:
+        return self._global("global_names").names()
 
     def is_parked(self, name: str) -> bool:
         return name in self._parked

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ import trio
 from ._bounded import RECORD_OVERHEAD, BoundedMap
 from ._changes import CodeChanges
 from ._checks import InvalidType, finite_seconds, positive_int, whole_number
+from ._clusterconfig import ClusterConfig, check_token
 from ._deadletters import DEAD_LETTER_BYTES, DeadLetters
 from ._errors import NodeClosed
 from ._events import EventBus
@@ -42,7 +44,8 @@ from ._reaper import Reaper
 from ._wasm import Component
 
 if TYPE_CHECKING:
-    from ._calls import _CallWaiter, _RequestWaiter
+    from ._calls import RemoteCaller, _CallWaiter, _RequestWaiter
+    from ._remote import Remote
     from ._spawning import _Heir
 
 
@@ -73,6 +76,7 @@ class Node(Spawning, Sending, CodeChanges, Introspection):
         dead_letter_bytes: int | None = DEAD_LETTER_BYTES,
         shutdown_timeout: float = 5.0,
         registry: Registry | None = None,
+        cluster: str | ClusterConfig | None = None,
     ) -> None:
         # Every number is checked here, naming the parameter, so none reaches trio.
         mailbox_capacity = positive_int("mailbox_capacity", mailbox_capacity, maximum=sys.maxsize)
@@ -84,7 +88,21 @@ class Node(Spawning, Sending, CodeChanges, Introspection):
         shutdown_timeout = finite_seconds("shutdown_timeout", shutdown_timeout)
         if limits is not None and not isinstance(limits, Limits):
             raise InvalidType("limits", limits, "a Limits or None")
+        if cluster is not None:
+            # A plain URL is a config with every other field at its default.
+            config = cluster if isinstance(cluster, ClusterConfig) else ClusterConfig(servers=cluster)
+            name = check_token("name", name)
+            # The incarnation (microseconds since the epoch): fresh per boot and growing, so
+            # a peer tells this run of node ``name`` from the last one.
+            node_id = f"{name}:{time.time_ns() // 1000:x}"
+        else:
+            config, node_id = None, name
         self.name = name
+        self.node_id = node_id
+        """The node part of this node's pids: its name, and on a cluster node the incarnation."""
+        self.cluster = config
+        """How this node joins a cluster (None: a single node, no NATS)."""
+        self._remote: Remote | None = None
         self.mailbox_capacity = mailbox_capacity
         if limits is None:
             limits = Limits() if max_message is None else Limits(max_message=max_message)
@@ -101,7 +119,7 @@ class Node(Spawning, Sending, CodeChanges, Introspection):
         self._processes: dict[Pid, Process] = {}
         self._parked: dict[str, Mailbox] = {}
         self._heirs: dict[str, _Heir] = {}
-        self._calls: dict[int, _CallWaiter | _RequestWaiter] = {}
+        self._calls: dict[int, _CallWaiter | _RequestWaiter | RemoteCaller] = {}
         self._components: dict[str, Component] = {}
         self._ids = itertools.count(1)
         self._refs = itertools.count(1)
@@ -123,6 +141,18 @@ class Node(Spawning, Sending, CodeChanges, Introspection):
         stack.callback(engine_host().release_ticker)
         self._nursery.start_soon(self.timers.run)
         self._nursery.start_soon(self.reaper.run)
+        if self.cluster is not None:
+            from ._remote import Remote  # imports nats-py: only a cluster node pays for it
+
+            remote = Remote(self, self.cluster)
+            try:
+                await remote.start()
+            except BaseException:
+                self.closing = True
+                self._nursery.cancel_scope.cancel()
+                await stack.__aexit__(None, None, None)
+                raise
+            self._remote = remote
         return self
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
@@ -130,6 +160,10 @@ class Node(Spawning, Sending, CodeChanges, Introspection):
         try:
             with trio.CancelScope(shield=True):
                 await self._stop_all()
+                if self._remote is not None:
+                    # After the processes: their exits reach linked and monitoring
+                    # processes on other nodes before this node leaves.
+                    await self._remote.close()
         finally:
             self.closing = True
             # Timers still pending carry messages no one will deliver now: each becomes a
@@ -200,10 +234,13 @@ class Node(Spawning, Sending, CodeChanges, Introspection):
             self._calls.pop(ref, None)
         for timer in proc.timers:
             self.timers.cancel(timer)
+        remote = self._remote
         for ref, target in proc.monitors.items():
             other = self._processes.get(target)
             if other is not None:
                 other.watchers.pop(ref, None)
+            elif remote is not None:
+                remote.demonitor(pid, target, ref)
         for ref, watcher in proc.watchers.items():
             self._down(watcher, ref, pid, reason)
         if proc.parent is not None:
@@ -215,6 +252,10 @@ class Node(Spawning, Sending, CodeChanges, Introspection):
             if other is not None:
                 other.links.discard(pid)
                 other.exit_signal(pid, reason)
+            elif remote is not None and other_pid.node != self.node_id:
+                remote.link_exit(pid, other_pid, reason)
+        if remote is not None:
+            remote.names.process_exited(pid)
         self.events.emit("exit", pid=pid, name=proc.name, component=proc.behaviour.component,
                          version=proc.behaviour.version, reason=text,
                          data={"reason_kind": reason.kind})

@@ -342,8 +342,21 @@ class Process:
         deferred.add(ref)
         if len(deferred) > max(self.max_pending, self.deferred_prune_at):
             pending = self.node._calls
-            self.deferred = {r for r in deferred if r in pending}
-            self.deferred_prune_at = 2 * len(self.deferred)
+            now = trio.current_time()
+            keep = set()
+            for ref in deferred:
+                waiter = pending.get(ref)
+                if waiter is None:
+                    continue
+                # A caller on another node has no timer here: past its deadline it gave up.
+                peer = getattr(waiter, "peer", None)
+                if peer is not None and waiter.deadline < now:
+                    del pending[ref]
+                    peer.calls_in.discard(ref)
+                    continue
+                keep.add(ref)
+            self.deferred = keep
+            self.deferred_prune_at = 2 * len(keep)
 
     def _terminate(self, reason: ExitReason) -> None:
         if not self.alive:

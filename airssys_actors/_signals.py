@@ -35,6 +35,11 @@ class Signals(Delivery):
 
     def _link(self, proc: Process, target: Pid | str) -> None:
         other = self._resolve(target)
+        if other is None and self._remote is not None:
+            remote = self._remote.pid_of(target)
+            if remote is not None:
+                self._remote.link(proc, remote)
+                return
         if other is None or not other.alive:
             proc.exit_signal(Pid.parse(str(target)) if isinstance(target, str) else target, NOPROC)
             return
@@ -50,6 +55,11 @@ class Signals(Delivery):
     def unlink(self, target: Pid | str) -> None:
         proc = self._caller("unlink")
         other = self._resolve(target)
+        if other is None and self._remote is not None:
+            remote = self._remote.pid_of(target)
+            if remote is not None:
+                self._remote.unlink(proc, remote)
+                return
         if other is not None:
             other.links.discard(proc.pid)
             proc.links.discard(other.pid)
@@ -65,6 +75,12 @@ class Signals(Delivery):
         if len(proc.monitors) + proc.mailbox.downs >= proc.max_pending:
             raise ActorError(f"too many monitors ({proc.max_pending})")
         other = self._resolve(target)
+        if other is None and self._remote is not None:
+            remote = self._remote.pid_of(target)
+            if remote is not None:
+                ref = next(self._refs)
+                self._remote.monitor(proc, remote, ref)
+                return ref
         if other is None or not other.alive:
             ref = next(self._refs)
             pid = target if isinstance(target, Pid) else Pid.parse(target)
@@ -86,6 +102,8 @@ class Signals(Delivery):
         other = self._processes.get(target) if target is not None else None
         if other is not None:
             other.watchers.pop(ref, None)
+        elif target is not None and self._remote is not None and target.node != self.node_id:
+            self._remote.demonitor(proc.pid, target, ref)
 
     def _down(self, watcher: Pid | None, ref: int, pid: Pid | None, reason: ExitReason) -> None:
         if watcher is None:
@@ -93,6 +111,10 @@ class Signals(Delivery):
         env = Envelope(Kind.DOWN, ref, pid, encode(reason.to_wire()))
         proc = self._processes.get(watcher)
         if proc is None:
+            if self._remote is not None and watcher.node != self.node_id:
+                assert pid is not None
+                self._remote.down(watcher, ref, pid, reason)
+                return
             self._dead_letter(watcher, env, "noproc")  # a signal to a dead process
             return
         proc.monitors.pop(ref, None)
@@ -103,15 +125,26 @@ class Signals(Delivery):
         message; otherwise it exits with ``reason`` (``normal`` is ignored, ``killed`` acts
         like :meth:`kill`). Raises NoSuchProcess for a dead target."""
         proc = self._resolve(pid)
+        why = reason if isinstance(reason, ExitReason) else parse(reason)
+        if proc is None and self._remote is not None:
+            remote = self._remote.pid_of(pid)
+            if remote is not None:
+                self._remote.exit(self._sender(), remote, why)
+                await trio.lowlevel.checkpoint()
+                return
         if proc is None or not proc.alive:
             raise NoSuchProcess(pid)
-        why = reason if isinstance(reason, ExitReason) else parse(reason)
         proc.exit_signal(self._sender(), why, untrappable=why == KILLED)
         await trio.lowlevel.checkpoint()
 
     def kill(self, pid: Pid | str) -> None:
         """End the process at once with reason ``killed``; it cannot trap this."""
         proc = self._resolve(pid)
+        if proc is None and self._remote is not None:
+            remote = self._remote.pid_of(pid)
+            if remote is not None:
+                self._remote.exit(self._sender(), remote, KILLED)
+                return
         if proc is None or not proc.alive:
             raise NoSuchProcess(pid)
         proc.exit_signal(self._sender(), KILLED, untrappable=True)

@@ -13,7 +13,7 @@ import trio
 
 from ._actor import Actor, PythonBehaviour
 from ._capabilities import NO_CAPABILITIES, Capabilities
-from ._checks import InvalidType, positive_int
+from ._checks import InvalidType, finite_seconds, positive_int
 from ._codec import encode
 from ._errors import ActorError, SpawnFailed
 from ._limits import Limits
@@ -114,6 +114,8 @@ class Spawning(Signals, Names):
         limits: Limits | None = None,
         capabilities: Capabilities | None = None,
         threaded: bool = False,
+        node: str | None = None,
+        timeout: float = 5.0,
     ) -> Pid:
         """Start a process and return its pid once its ``init`` has succeeded.
 
@@ -125,12 +127,20 @@ class Spawning(Signals, Names):
         ``threaded=True`` runs a WASM guest's calls in a worker thread, so a long
         handler does not hold the node and ``kill`` interrupts it.
 
+        ``node="b"`` starts it on node ``b`` of this node's cluster: ``component`` is then
+        the name of a component registered there, and ``link`` / ``monitor`` link or
+        monitor atomically across nodes; ``timeout`` bounds the wait for its answer.
+
         Raises:
             SpawnFailed: ``init`` returned an error or trapped (the reason says which).
             NameTaken, InvalidComponent, ComponentWorldMismatch, UnencodableMessage.
         """
         nursery = self._require_open()
         parent = current_process.get()
+        if node is not None and node != self.name:
+            return await self._spawn_remote(node, component, name=name, args=args, link=link, monitor=monitor,
+                                            trap_exits=trap_exits, timeout=timeout,
+                                            local_only=(mailbox != "drop", mailbox_capacity, limits, capabilities, threaded))
         if (link or monitor) and parent is None:
             raise ValueError("link=True and monitor=True refer to the calling process: call spawn from inside a process")
         if mailbox not in ("drop", "keep"):
@@ -159,6 +169,28 @@ class Spawning(Signals, Names):
         else:
             # A synchronous init (an inline guest) runs here; only the loop needs a task.
             await self._start_inline(nursery, proc, payload)
+        return proc.pid
+
+    async def _spawn_remote(self, node: str, component: ComponentLike, *, name: str | None, args: Any, link: bool,
+                            monitor: bool, trap_exits: bool, timeout: float, local_only: tuple[Any, ...]) -> Pid:
+        if self._remote is None:
+            raise ActorError(f"node={node!r}: this node is not in a cluster (Node(cluster=...))")
+        if not isinstance(component, str):
+            raise InvalidType("component", component, "the name of a component registered on that node")
+        if any(local_only[1:]) or local_only[0]:
+            raise ActorError("mailbox, mailbox_capacity, limits, capabilities and threaded are the remote node's to set")
+        if name is not None and not isinstance(name, str):
+            raise InvalidType("name", name, "a str or None")
+        timeout = finite_seconds("timeout", timeout)
+        return await self._remote.spawn(node, component, name=name, args=encode(args, self.max_message), link=link,
+                                        monitor=monitor, trap_exits=trap_exits, timeout=timeout)
+
+    async def _spawn_bytes(self, component: str, *, name: str | None, args: bytes, trap_exits: bool) -> Pid:
+        """Start a registered component with msgpack ``args`` as they came (a remote spawn)."""
+        nursery = self._require_open()
+        behaviour = self._behaviour(component, None, None, False)
+        proc = self._make_process(behaviour, name, trap_exits, False, None, None)
+        await self._start_inline(nursery, proc, args)
         return proc.pid
 
     async def _start_inline(self, nursery: trio.Nursery, proc: Process, payload: bytes) -> None:
@@ -242,7 +274,7 @@ class Spawning(Signals, Names):
 
     def _make_process(self, behaviour: Any, name: str | None, trap_exits: bool, keep: bool,
                       capacity: int | None, parent: Process | Pid | None) -> Process:
-        pid = Pid(self.name, next(self._ids))
+        pid = Pid(self.node_id, next(self._ids))
         parked = None
         if name is not None:
             # A parked mailbox is adopted by the next process under its name.
