@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,8 @@ FIRST_MESSAGE_SECONDS = 120.0
 #: Bounds of the parent's waits on its children.
 START_SECONDS = 60.0
 STOP_SECONDS = 5.0
+#: How long node a may take to see node b (and be seen) before its first call is answered.
+CONNECT_SECONDS = 15.0
 MAX_LINE = 16 * 1024 * 1024
 
 
@@ -296,6 +299,8 @@ async def node_a(url: str, echo_text: str, counter_text: str, calls: int, warmup
     clock = time.perf_counter
     payload = bytes(CALL_BYTES - 2)
     async with node:
+        connect_seconds = await _until_answered(node, echo, payload)
+        emit("connected", seconds=connect_seconds)
         for _ in range(warmup):
             await node.call(echo, payload, timeout=10)
         samples = []
@@ -316,6 +321,25 @@ async def node_a(url: str, echo_text: str, counter_text: str, calls: int, warmup
         await _trio_stdin_eof()
 
 
+async def _until_answered(node: Any, pid: Any, payload: bytes) -> float:
+    """Seconds until the first call to ``pid`` is answered. A node learns of a peer from
+    its heartbeat, so right after start the peer may be unknown yet (NoConnection, a
+    NoSuchProcess) or not know us (its reply cannot leave: a timeout)."""
+    import trio
+
+    from airssys_actors import CallTimeout, NoSuchProcess
+
+    started = time.perf_counter()
+    while True:
+        try:
+            await node.call(pid, payload, timeout=1.0)
+            return time.perf_counter() - started
+        except (NoSuchProcess, CallTimeout):
+            if time.perf_counter() - started > CONNECT_SECONDS:
+                raise
+            await trio.sleep(0.02)
+
+
 def run_child(args: argparse.Namespace) -> int:
     try:
         if args.child == "floor-server":
@@ -329,10 +353,19 @@ def run_child(args: argparse.Namespace) -> int:
                 trio.run(node_b, args.url, args.messages)
             else:
                 trio.run(node_a, args.url, args.echo, args.counter, args.calls, args.warmup, args.messages)
-    except BaseException as exc:  # the parent reads why from stdout; the traceback goes to stderr
-        emit("error", error=f"{type(exc).__name__}: {exc}"[:2000])
-        raise
+    except BaseException as exc:  # the parent reads why from stdout, the traceback from stderr
+        traceback.print_exc()
+        sys.stderr.flush()
+        emit("error", error="; ".join(f"{type(e).__name__}: {e}" for e in _leaves(exc))[:2000])
+        return 1
     return 0
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``exc`` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
 
 
 # -- the parent: server, children, rounds -----------------------------------------------
@@ -425,6 +458,7 @@ class Child:
         self.proc = proc
         self.stderr = stderr
         self._buffer = b""
+        self.exit_status: int | None = None
 
     async def expect(self, *events: str, timeout: float) -> dict[str, Any]:
         """The next line whose event is one of ``events`` (or ``unavailable``)."""
@@ -468,6 +502,7 @@ class Child:
         with trio.move_on_after(STOP_SECONDS):
             await self.proc.wait()
         await _stop_pid(self.proc, first=signal.SIGTERM)
+        self.exit_status = self.proc.poll()
 
 
 @contextlib.asynccontextmanager
@@ -505,7 +540,8 @@ async def measure_floors(url: str, workdir: Path, size: dict[str, int]) -> dict[
             calls = await client.expect("calls", timeout=START_SECONDS + 60)
             sent = await client.expect("sent", timeout=_receive_timeout(size))
             received = await server.expect("received", timeout=_receive_timeout(size))
-    return {"call_samples": calls["samples"], "sent": _without_event(sent), "received": _without_event(received)}
+    return {"call_samples": calls["samples"], "sent": _without_event(sent), "received": _without_event(received),
+            "exit_status": {"floor-server": server.exit_status, "floor-client": client.exit_status}}
 
 
 async def measure_ours(url: str, workdir: Path, size: dict[str, int]) -> dict[str, Any]:
@@ -516,13 +552,16 @@ async def measure_ours(url: str, workdir: Path, size: dict[str, int]) -> dict[st
             return {"unavailable": ready["reason"]}
         async with child("node-a", workdir, *common, "--calls", str(size["calls"]), "--warmup", str(size["warmup"]),
                          "--echo", ready["echo"], "--counter", ready["counter"]) as a:
+            connected = await a.expect("connected", timeout=START_SECONDS + CONNECT_SECONDS)
+            if connected["event"] == "unavailable":
+                return {"unavailable": connected["reason"]}
             calls = await a.expect("calls", timeout=START_SECONDS + 120)
-            if calls["event"] == "unavailable":
-                return {"unavailable": calls["reason"]}
             sent = await a.expect("sent", timeout=_receive_timeout(size) + 120)
             received = await b.expect("received", timeout=_receive_timeout(size))
-    return {"echo": ready["echo"], "counter": ready["counter"], "call_samples": calls["samples"],
-            "sent": _without_event(sent), "received": _without_event(received)}
+    # A node that fails on its way out has still measured: its exit status is kept.
+    return {"echo": ready["echo"], "counter": ready["counter"], "connect_seconds": connected["seconds"],
+            "call_samples": calls["samples"], "sent": _without_event(sent), "received": _without_event(received),
+            "exit_status": {"node-b": b.exit_status, "node-a": a.exit_status}}
 
 
 def _without_event(line: dict[str, Any]) -> dict[str, Any]:
