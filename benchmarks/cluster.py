@@ -393,6 +393,12 @@ def nats_server_binary() -> str:
     return found
 
 
+def _create(path: Path) -> int:
+    """A new file for a child's output, as a descriptor the child inherits (the child
+    keeps it; ours is closed once the child has started)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -406,13 +412,17 @@ async def nats_server(workdir: Path) -> AsyncIterator[dict[str, Any]]:
     import trio
 
     binary = nats_server_binary()
-    version = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    with trio.fail_after(10):
+        version = (await trio.run_process([binary, "--version"], capture_stdout=True)).stdout.decode().strip()
     port = free_port()
     store = workdir / "jetstream"
     log = workdir / "nats-server.log"
     cmd = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
-    with open(log, "wb") as log_file:
-        proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
+    log_fd = _create(log)
+    try:
+        proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd)
+    finally:
+        os.close(log_fd)
     try:
         with trio.move_on_after(10) as scope:
             while True:
@@ -515,9 +525,12 @@ async def child(role: str, workdir: Path, *args: str) -> AsyncIterator[Child]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     stderr = workdir / f"{role}-{time.monotonic_ns()}.stderr"
     cmd = [sys.executable, "-m", MODULE, "--child", role, *args]
-    with open(stderr, "wb") as err:
+    err_fd = _create(stderr)
+    try:
         proc = await trio.lowlevel.open_process(cmd, cwd=str(ROOT), env=env, stdin=subprocess.PIPE,
-                                                stdout=subprocess.PIPE, stderr=err)
+                                                stdout=subprocess.PIPE, stderr=err_fd)
+    finally:
+        os.close(err_fd)
     c = Child(role, proc, stderr)
     try:
         yield c
