@@ -554,7 +554,8 @@ async def measure_floors(url: str, workdir: Path, size: dict[str, int]) -> dict[
             sent = await client.expect("sent", timeout=_receive_timeout(size))
             received = await server.expect("received", timeout=_receive_timeout(size))
     return {"call_samples": calls["samples"], "sent": _without_event(sent), "received": _without_event(received),
-            "exit_status": {"floor-server": server.exit_status, "floor-client": client.exit_status}}
+            "exit_status": {"floor-server": server.exit_status, "floor-client": client.exit_status},
+            "pids": {"floor-server": server.proc.pid, "floor-client": client.proc.pid}}
 
 
 async def measure_ours(url: str, workdir: Path, size: dict[str, int]) -> dict[str, Any]:
@@ -574,7 +575,8 @@ async def measure_ours(url: str, workdir: Path, size: dict[str, int]) -> dict[st
     # A node that fails on its way out has still measured: its exit status is kept.
     return {"echo": ready["echo"], "counter": ready["counter"], "connect_seconds": connected["seconds"],
             "call_samples": calls["samples"], "sent": _without_event(sent), "received": _without_event(received),
-            "exit_status": {"node-b": b.exit_status, "node-a": a.exit_status}}
+            "exit_status": {"node-b": b.exit_status, "node-a": a.exit_status},
+            "pids": {"node-b": b.proc.pid, "node-a": a.proc.pid}}
 
 
 def _without_event(line: dict[str, Any]) -> dict[str, Any]:
