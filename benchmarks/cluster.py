@@ -105,12 +105,14 @@ class Tally:
         self.next_seq = 0
         self.first: float | None = None
         self.last: float | None = None
+        # This process's CPU time (all its threads) at the first and last message.
+        self.cpu_first = self.cpu_last = 0.0
 
     def add(self, seq: object) -> None:
         now = time.perf_counter()
         if self.first is None:
-            self.first = now
-        self.last = now
+            self.first, self.cpu_first = now, time.process_time()
+        self.last, self.cpu_last = now, time.process_time()
         self.received += 1
         if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < self.expected:
             self.invalid += 1
@@ -140,6 +142,8 @@ class Tally:
             "out_of_order": self.out_of_order, "invalid": self.invalid, "seconds": span,
             # First to last received: received - 1 intervals.
             "msgs_per_s": (self.received - 1) / span if span > 0 else math.nan,
+            # Near 1.0 (or above, with threads): the receiving process is the bottleneck.
+            "cpu_share": (self.cpu_last - self.cpu_first) / span if span > 0 else math.nan,
         }
 
 
@@ -215,12 +219,13 @@ async def floor_client(url: str, calls: int, warmup: int, messages: int) -> None
             raise AssertionError("floor A: the reply is not the request")
     emit("calls", samples=samples)
     pad = bytes(TP_BYTES - 8)
-    t0 = clock()
+    t0, cpu0 = clock(), time.process_time()
     for seq in range(messages):
         await nc.publish(TP_SUBJECT, seq.to_bytes(8, "big") + pad)
     await nc.flush(timeout=60)
     seconds = clock() - t0
-    emit("sent", messages=messages, seconds=seconds, msgs_per_s=messages / seconds)
+    emit("sent", messages=messages, seconds=seconds, msgs_per_s=messages / seconds,
+         cpu_share=(time.process_time() - cpu0) / seconds)
     await _asyncio_stdin_eof()
     await nc.close()
 
@@ -312,11 +317,12 @@ async def node_a(url: str, echo_text: str, counter_text: str, calls: int, warmup
                 raise AssertionError("remote call: the reply is not the request")
         emit("calls", samples=samples)
         pad = bytes(TP_BYTES - 8)
-        t0 = clock()
+        t0, cpu0 = clock(), time.process_time()
         for seq in range(messages):
             await node.send(counter, [seq, pad])
         seconds = clock() - t0
-        emit("sent", messages=messages, seconds=seconds, msgs_per_s=messages / seconds)
+        emit("sent", messages=messages, seconds=seconds, msgs_per_s=messages / seconds,
+         cpu_share=(time.process_time() - cpu0) / seconds)
         # Stay up (and connected) until B has counted: the parent closes stdin then.
         await _trio_stdin_eof()
 
@@ -626,6 +632,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "floor_b_lost": sum(x["lost"] for x in floor_recv),
         "floor_b_duplicated": sum(x["duplicated"] for x in floor_recv),
         "floor_b_out_of_order": sum(x["out_of_order"] for x in floor_recv),
+        "floor_b_sender_cpu_share": _median([r["floors"]["sent"].get("cpu_share") for r in rounds]),
+        "floor_b_receiver_cpu_share": _median([x.get("cpu_share") for x in floor_recv]),
     }
     measured = [r["ours"] for r in rounds if r["ours"] and "call_samples" in r["ours"]]
     if measured:
@@ -639,6 +647,9 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             "ours_duplicated": sum(x["duplicated"] for x in ours_recv),
             "ours_out_of_order": sum(x["out_of_order"] for x in ours_recv),
             "ours_invalid": sum(x["invalid"] for x in ours_recv),
+            "ours_sender_cpu_share": _median([o["sent"].get("cpu_share") for o in measured]),
+            "ours_receiver_cpu_share": _median([x.get("cpu_share") for x in ours_recv]),
+            "ours_connect_seconds": max(o["connect_seconds"] for o in measured),
         })
     return summary
 
@@ -695,22 +706,29 @@ def print_tables(report: dict[str, Any]) -> None:
                   f"{size['calls']:,} calls and {size['messages']:,} messages per round",
                   ["figure", "ours", "floor", "ratio", "target", "status"], rows, right=(1, 2, 3))
     fa = s["floor_a_call_us"]
+    def cpu(side: str) -> str:
+        return " / ".join("-" if not math.isfinite(s[f"{side}_{end}_cpu_share"]) else
+                          f"{s[f'{side}_{end}_cpu_share']:.0%}" for end in ("sender", "receiver"))
+
     accounting = [
-        ["floor A: nats-py request/reply p50 / p99", f"{R.fmt_us(fa['p50'])} / {R.fmt_us(fa['p99'])}", "-", "-", "-"],
+        ["floor A: nats-py request/reply p50 / p99", f"{R.fmt_us(fa['p50'])} / {R.fmt_us(fa['p99'])}",
+         "-", "-", "-", "-"],
         ["floor B: nats-py subscriber (publisher)",
          f"{R.fmt_rate(s['floor_b_msgs_per_s'])} ({R.fmt_rate(s['floor_b_publish_msgs_per_s'])})",
-         f"{s['floor_b_lost']:,}", f"{s['floor_b_duplicated']:,}", f"{s['floor_b_out_of_order']:,}"],
+         f"{s['floor_b_lost']:,}", f"{s['floor_b_duplicated']:,}", f"{s['floor_b_out_of_order']:,}", cpu("floor_b")],
     ]
     if "ours_call_us" in s:
         oc = s["ours_call_us"]
         accounting += [
-            ["ours: remote call p50 / p99", f"{R.fmt_us(oc['p50'])} / {R.fmt_us(oc['p99'])}", "-", "-", "-"],
+            ["ours: remote call p50 / p99", f"{R.fmt_us(oc['p50'])} / {R.fmt_us(oc['p99'])}", "-", "-", "-", "-"],
             ["ours: counter on b (sender on a)",
              f"{R.fmt_rate(s['ours_msgs_per_s'])} ({R.fmt_rate(s['ours_send_msgs_per_s'])})",
-             f"{s['ours_lost']:,}", f"{s['ours_duplicated']:,}", f"{s['ours_out_of_order']:,}"],
+             f"{s['ours_lost']:,}", f"{s['ours_duplicated']:,}", f"{s['ours_out_of_order']:,}", cpu("ours")],
         ]
-    R.print_table("side by side (throughput at the receiver, the sender's rate in brackets)",
-                  ["figure", "measured", "lost", "duplicated", "out of order"], accounting, right=(1, 2, 3, 4))
+    R.print_table("side by side (throughput at the receiver, the sender's rate in brackets; CPU: the process's "
+                  "CPU time over its wall time while sending / receiving)",
+                  ["figure", "measured", "lost", "duplicated", "out of order", "CPU sender / receiver"],
+                  accounting, right=(1, 2, 3, 4, 5))
 
 
 def draw_chart(report: dict[str, Any]) -> Any:
@@ -770,10 +788,15 @@ def main(argv: list[str] | None = None) -> int:
         result = trio.run(run_rounds, size, progress)
     report["seconds"] = R.clock() - started
     report["server"] = {k: v for k, v in result["server"].items() if k != "url"}
-    report["rounds"] = result["rounds"]
     report["unavailable"] = result["unavailable"]
     report["error"] = result["error"]
     report["summary"] = summarize(result)
+    # Each round keeps its percentiles, not its raw samples (the summary pools those).
+    for r in result["rounds"]:
+        for side in (r["floors"], r["ours"] or {}):
+            if "call_samples" in side:
+                side["call_us"] = R.latency_stats(side.pop("call_samples"))
+    report["rounds"] = result["rounds"]
     report["targets"] = build_targets(report["summary"], result["unavailable"], result["error"])
     print_tables(report)
     print(f"total {report['seconds']:.1f} s", file=sys.stderr)
