@@ -90,6 +90,23 @@ MAX_LINE = 16 * 1024 * 1024
 # -- sequence accounting (used by both receivers) ------------------------------------
 
 
+class Usage:
+    """CPU use of this process since it was made: ``cpu_share``, its CPU time (every
+    thread) over the wall time (near 1.0 or above: this end is the bottleneck), and
+    ``cpu_wait``, the share of the wall time its main thread was runnable but waiting for
+    a CPU (other work on the machine; a figure with much of it should be measured again)."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu, self.wait = time.perf_counter(), time.process_time(), R.sched_wait_seconds()
+
+    def since(self) -> dict[str, float]:
+        wall = time.perf_counter() - self.wall
+        wait = R.sched_wait_seconds()
+        return {"cpu_share": (time.process_time() - self.cpu) / wall if wall > 0 else math.nan,
+                "cpu_wait": (wait - self.wait) / wall if wall > 0 and wait is not None and self.wait is not None
+                else math.nan}
+
+
 class Tally:
     """Counts ``expected`` sequence numbers arriving: unique, duplicated, out of order,
     and the time of the first and last one."""
@@ -105,14 +122,17 @@ class Tally:
         self.next_seq = 0
         self.first: float | None = None
         self.last: float | None = None
-        # This process's CPU time (all its threads) at the first and last message.
-        self.cpu_first = self.cpu_last = 0.0
+        # CPU use from the first message to the last (taken when the set is complete,
+        # so that no message pays a system call for it).
+        self._usage_first: Usage | None = None
+        self.usage: dict[str, float] | None = None
 
     def add(self, seq: object) -> None:
         now = time.perf_counter()
         if self.first is None:
-            self.first, self.cpu_first = now, time.process_time()
-        self.last, self.cpu_last = now, time.process_time()
+            self.first = now
+            self._usage_first = Usage()
+        self.last = now
         self.received += 1
         if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < self.expected:
             self.invalid += 1
@@ -122,6 +142,8 @@ class Tally:
             return
         self.seen[seq] = 1
         self.unique += 1
+        if self.unique == self.expected and self._usage_first is not None:
+            self.usage = self._usage_first.since()
         if seq < self.next_seq:
             self.out_of_order += 1  # arrived after a later one
         else:
@@ -142,8 +164,7 @@ class Tally:
             "out_of_order": self.out_of_order, "invalid": self.invalid, "seconds": span,
             # First to last received: received - 1 intervals.
             "msgs_per_s": (self.received - 1) / span if span > 0 else math.nan,
-            # Near 1.0 (or above, with threads): the receiving process is the bottleneck.
-            "cpu_share": (self.cpu_last - self.cpu_first) / span if span > 0 else math.nan,
+            **(self.usage or {"cpu_share": math.nan, "cpu_wait": math.nan}),
         }
 
 
@@ -219,13 +240,12 @@ async def floor_client(url: str, calls: int, warmup: int, messages: int) -> None
             raise AssertionError("floor A: the reply is not the request")
     emit("calls", samples=samples)
     pad = bytes(TP_BYTES - 8)
-    t0, cpu0 = clock(), time.process_time()
+    t0, usage = clock(), Usage()
     for seq in range(messages):
         await nc.publish(TP_SUBJECT, seq.to_bytes(8, "big") + pad)
     await nc.flush(timeout=60)
     seconds = clock() - t0
-    emit("sent", messages=messages, seconds=seconds, msgs_per_s=messages / seconds,
-         cpu_share=(time.process_time() - cpu0) / seconds)
+    emit("sent", messages=messages, seconds=seconds, msgs_per_s=messages / seconds, **usage.since())
     await _asyncio_stdin_eof()
     await nc.close()
 
@@ -317,12 +337,11 @@ async def node_a(url: str, echo_text: str, counter_text: str, calls: int, warmup
                 raise AssertionError("remote call: the reply is not the request")
         emit("calls", samples=samples)
         pad = bytes(TP_BYTES - 8)
-        t0, cpu0 = clock(), time.process_time()
+        t0, usage = clock(), Usage()
         for seq in range(messages):
             await node.send(counter, [seq, pad])
         seconds = clock() - t0
-        emit("sent", messages=messages, seconds=seconds, msgs_per_s=messages / seconds,
-         cpu_share=(time.process_time() - cpu0) / seconds)
+        emit("sent", messages=messages, seconds=seconds, msgs_per_s=messages / seconds, **usage.since())
         # Stay up (and connected) until B has counted: the parent closes stdin then.
         await _trio_stdin_eof()
 
@@ -621,6 +640,11 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
+def _usage(side: str, sent: list[dict[str, Any]], received: list[dict[str, Any]]) -> dict[str, float]:
+    return {f"{side}_{end}_{key}": _median([x.get(key) for x in lines])
+            for end, lines in (("sender", sent), ("receiver", received)) for key in ("cpu_share", "cpu_wait")}
+
+
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
     rounds = result["rounds"]
     floor_calls = [s for r in rounds for s in r["floors"]["call_samples"]]
@@ -632,8 +656,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "floor_b_lost": sum(x["lost"] for x in floor_recv),
         "floor_b_duplicated": sum(x["duplicated"] for x in floor_recv),
         "floor_b_out_of_order": sum(x["out_of_order"] for x in floor_recv),
-        "floor_b_sender_cpu_share": _median([r["floors"]["sent"].get("cpu_share") for r in rounds]),
-        "floor_b_receiver_cpu_share": _median([x.get("cpu_share") for x in floor_recv]),
+        **_usage("floor_b", [r["floors"]["sent"] for r in rounds], floor_recv),
     }
     measured = [r["ours"] for r in rounds if r["ours"] and "call_samples" in r["ours"]]
     if measured:
@@ -647,8 +670,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             "ours_duplicated": sum(x["duplicated"] for x in ours_recv),
             "ours_out_of_order": sum(x["out_of_order"] for x in ours_recv),
             "ours_invalid": sum(x["invalid"] for x in ours_recv),
-            "ours_sender_cpu_share": _median([o["sent"].get("cpu_share") for o in measured]),
-            "ours_receiver_cpu_share": _median([x.get("cpu_share") for x in ours_recv]),
+            **_usage("ours", [o["sent"] for o in measured], ours_recv),
             "ours_connect_seconds": max(o["connect_seconds"] for o in measured),
         })
     return summary
@@ -707,8 +729,12 @@ def print_tables(report: dict[str, Any]) -> None:
                   ["figure", "ours", "floor", "ratio", "target", "status"], rows, right=(1, 2, 3))
     fa = s["floor_a_call_us"]
     def cpu(side: str) -> str:
-        return " / ".join("-" if not math.isfinite(s[f"{side}_{end}_cpu_share"]) else
-                          f"{s[f'{side}_{end}_cpu_share']:.0%}" for end in ("sender", "receiver"))
+        def share(key: str) -> str:
+            v = s[key]
+            return "-" if not math.isfinite(v) else f"{v:.0%}"
+
+        return " / ".join(f"{share(f'{side}_{end}_cpu_share')} (wait {share(f'{side}_{end}_cpu_wait')})"
+                          for end in ("sender", "receiver"))
 
     accounting = [
         ["floor A: nats-py request/reply p50 / p99", f"{R.fmt_us(fa['p50'])} / {R.fmt_us(fa['p99'])}",
@@ -726,7 +752,8 @@ def print_tables(report: dict[str, Any]) -> None:
              f"{s['ours_lost']:,}", f"{s['ours_duplicated']:,}", f"{s['ours_out_of_order']:,}", cpu("ours")],
         ]
     R.print_table("side by side (throughput at the receiver, the sender's rate in brackets; CPU: the process's "
-                  "CPU time over its wall time while sending / receiving)",
+                  "CPU time over its wall time while sending / receiving; wait: its main thread runnable but "
+                  "waiting for a CPU)",
                   ["figure", "measured", "lost", "duplicated", "out of order", "CPU sender / receiver"],
                   accounting, right=(1, 2, 3, 4, 5))
 
