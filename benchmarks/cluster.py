@@ -1,7 +1,7 @@
 """Two airssys nodes as one system over NATS: a remote call and remote send throughput,
 each next to the raw nats-py floor measured in the same run.
 
-    python -m benchmarks.cluster [--size smoke|full] [--json FILE] [--cpu none|auto|N]
+    python -m benchmarks.cluster [--size smoke|full] [--json FILE] [--cpu none|auto|N] [--window N]
 
 The benchmark starts its own ``nats-server`` (the binary beside the interpreter, else
 the one on ``PATH``) on a free 127.0.0.1 port with JetStream and a temporary store, and
@@ -27,6 +27,10 @@ bounded), in rounds; each round measures the floors and then ours:
 Targets (reported, never asserted): remote call p50 <= 1.5x floor A's p50; remote send
 >= 0.5x floor B's throughput; lost == 0 and duplicated == 0. Latency percentiles pool
 every round's samples; throughputs are the median of the rounds.
+
+``--window N`` gives both nodes ``ClusterConfig(servers=URL, window=N)`` instead of the
+URL alone (the credit window: messages in flight from one node to another before a
+sender waits), to see how much of the send figure the window decides.
 
 If ``Node`` does not take ``cluster=`` yet (``TypeError``), the floors are still
 measured and our rows are ``n/a`` with the reason.
@@ -66,7 +70,7 @@ MODULE = "benchmarks.cluster"
 SIZES: dict[str, dict[str, int]] = {
     # calls (+ warmup) per round for the latencies, messages per round for throughput.
     "smoke": {"rounds": 1, "calls": 300, "warmup": 50, "messages": 5_000},
-    "full": {"rounds": 3, "calls": 5_000, "warmup": 500, "messages": 100_000},
+    "full": {"rounds": 5, "calls": 4_000, "warmup": 400, "messages": 100_000},
 }
 TARGET_CALL_RATIO = 1.5
 TARGET_SEND_RATIO = 0.5
@@ -262,18 +266,26 @@ async def _trio_stdin_eof() -> None:
             pass
 
 
-def _cluster_node(name: str, url: str) -> Any:
-    """``Node(name=..., cluster=url)``, or None after telling the parent why not."""
+def _cluster_node(name: str, url: str, window: int | None) -> Any:
+    """``Node(name=..., cluster=url)`` (with a ``ClusterConfig`` when ``window`` is
+    given), or None after telling the parent why not."""
+    import airssys_actors
     from airssys_actors import Node
 
     try:
-        return Node(name=name, cluster=url)
+        cluster: Any = url
+        if window is not None:
+            config = getattr(airssys_actors, "ClusterConfig", None)
+            if config is None:
+                from airssys_actors._clusterconfig import ClusterConfig as config
+            cluster = config(servers=url, window=window)
+        return Node(name=name, cluster=cluster)
     except TypeError as exc:
         emit("unavailable", reason=f"Node(cluster=...) raised TypeError: {exc}")
         return None
 
 
-async def node_b(url: str, messages: int) -> None:
+async def node_b(url: str, messages: int, window: int | None) -> None:
     """B: an echo and a counter, their pids on stdout; reports what the counter saw."""
     import trio
 
@@ -293,7 +305,7 @@ async def node_b(url: str, messages: int) -> None:
             tally.add(value[0] if isinstance(value, (list, tuple)) and value else None)
             return None
 
-    node = _cluster_node("b", url)
+    node = _cluster_node("b", url, window)
     if node is None:
         return
     async with node:
@@ -311,14 +323,15 @@ async def node_b(url: str, messages: int) -> None:
         await _trio_stdin_eof()
 
 
-async def node_a(url: str, echo_text: str, counter_text: str, calls: int, warmup: int, messages: int) -> None:
+async def node_a(url: str, echo_text: str, counter_text: str, calls: int, warmup: int, messages: int,
+                 window: int | None) -> None:
     """A: sequential calls to B's echo, then a burst of sends to B's counter."""
     from airssys_actors import Pid
 
     echo, counter = Pid.parse(echo_text), Pid.parse(counter_text)
     if echo is None or counter is None:
         raise ValueError(f"B's pids do not parse: {echo_text!r}, {counter_text!r}")
-    node = _cluster_node("a", url)
+    node = _cluster_node("a", url, window)
     if node is None:
         return
     clock = time.perf_counter
@@ -375,9 +388,10 @@ def run_child(args: argparse.Namespace) -> int:
             import trio
 
             if args.child == "node-b":
-                trio.run(node_b, args.url, args.messages)
+                trio.run(node_b, args.url, args.messages, args.window)
             else:
-                trio.run(node_a, args.url, args.echo, args.counter, args.calls, args.warmup, args.messages)
+                trio.run(node_a, args.url, args.echo, args.counter, args.calls, args.warmup, args.messages,
+                         args.window)
     except BaseException as exc:  # the parent reads why from stdout, the traceback from stderr
         traceback.print_exc()
         sys.stderr.flush()
@@ -583,8 +597,10 @@ async def measure_floors(url: str, workdir: Path, size: dict[str, int]) -> dict[
             "pids": {"floor-server": server.proc.pid, "floor-client": client.proc.pid}}
 
 
-async def measure_ours(url: str, workdir: Path, size: dict[str, int]) -> dict[str, Any]:
+async def measure_ours(url: str, workdir: Path, size: dict[str, int], window: int | None) -> dict[str, Any]:
     common = ["--url", url, "--messages", str(size["messages"])]
+    if window is not None:
+        common += ["--window", str(window)]
     async with child("node-b", workdir, *common) as b:
         ready = await b.expect("ready", timeout=START_SECONDS)
         if ready["event"] == "unavailable":
@@ -608,7 +624,7 @@ def _without_event(line: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in line.items() if k != "event"}
 
 
-async def run_rounds(size: dict[str, int], progress: R.Progress) -> dict[str, Any]:
+async def run_rounds(size: dict[str, int], progress: R.Progress, window: int | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="airssys-bench-cluster-") as tmp:
         workdir = Path(tmp)
         async with nats_server(workdir) as server:
@@ -622,7 +638,7 @@ async def run_rounds(size: dict[str, int], progress: R.Progress) -> dict[str, An
                 if unavailable is None and error is None:
                     progress.phase(f"round {i + 1}/{size['rounds']}: two airssys nodes", 1)
                     try:
-                        ours = await measure_ours(server["url"], workdir, size)
+                        ours = await measure_ours(server["url"], workdir, size, window)
                     except ChildFailed as exc:
                         error = str(exc)
                         print(f"ours failed: {error}", file=sys.stderr)
@@ -786,6 +802,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON (and a chart next to it)")
     parser.add_argument("--cpu", default="none", help="pin everything to one CPU: N, 'auto', or 'none' (default)")
+    parser.add_argument("--window", type=int, metavar="N",
+                        help="both nodes' credit window (ClusterConfig.window; default: its default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     # The children's side (this module runs itself as each child process).
     parser.add_argument("--child", choices=("floor-server", "floor-client", "node-b", "node-a"),
@@ -797,6 +815,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--echo", help=argparse.SUPPRESS)
     parser.add_argument("--counter", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.window is not None and args.window < 1:
+        parser.error(f"--window: a positive number of messages, not {args.window}")
     if args.child:
         return run_child(args)
 
@@ -809,10 +829,11 @@ def main(argv: list[str] | None = None) -> int:
     report = R.base_report("cluster", MODULE, argv, args.size, pin)
     report["machine"]["nats_py"] = R._version("nats-py")
     report["sizes"] = size
+    report["window"] = args.window  # None: ClusterConfig's default
     report["payload_bytes"] = {"call": CALL_BYTES, "message": TP_BYTES}
     started = R.clock()
     with R.Progress(enabled=not args.no_progress, live=False) as progress:
-        result = trio.run(run_rounds, size, progress)
+        result = trio.run(run_rounds, size, progress, args.window)
     report["seconds"] = R.clock() - started
     report["server"] = {k: v for k, v in result["server"].items() if k != "url"}
     report["unavailable"] = result["unavailable"]
