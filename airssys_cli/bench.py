@@ -17,6 +17,7 @@ MODULES = {
     "chaos": ("benchmarks.chaos", []),
     "peers": ("benchmarks.peers", []),
     "isolation": ("benchmarks.isolation", []),
+    "cluster": ("benchmarks.cluster", []),
     "all": ("benchmarks.all", []),
 }
 

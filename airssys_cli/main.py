@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", parents=[common], help="run a benchmark")
     bench.add_argument("name", choices=["spawn", "throughput", "latency", "restart", "upgrade", "chaos", "peers",
-                                        "isolation", "all"])
+                                        "isolation", "cluster", "all"])
     bench.add_argument("--size", choices=["smoke", "full"], default="full")
     bench.add_argument("--out", type=Path, default=None, help="JSON report path")
 

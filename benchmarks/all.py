@@ -2,13 +2,14 @@
 
     python -m benchmarks.all [--size smoke|full] [--json FILE] [--only NAME,...] [--cpu N|auto|none]
 
-Runs ``core``, ``restart``, ``upgrade`` (when ``benchmarks/upgrade.py`` exists), ``chaos``
-and ``peers`` one after the other, each in its own Python process (so that pinning,
-the cyclic GC's state and a crash stay with that benchmark), each with its own
-``--json``. With ``--size full`` the sizes are chosen so that the whole run takes under
+Runs ``core``, ``restart``, ``upgrade`` (when ``benchmarks/upgrade.py`` exists), ``chaos``,
+``peers``, ``isolation`` and ``cluster`` one after the other, each in its own Python
+process (so that pinning, the cyclic GC's state and a crash stay with that benchmark),
+each with its own ``--json``. With ``--size full`` the sizes are chosen so that the whole run takes under
 five minutes on a 2-core VM (chaos runs 10 s per run instead of 30 s; use
 ``python -m benchmarks.chaos --size full`` for the 30-second run); ``--size smoke`` runs
-every benchmark at its smoke size.
+every benchmark at its smoke size. ``--cpu`` is not passed to ``cluster``: its two node
+processes and its nats-server are left unpinned (see ``benchmarks/cluster.py``).
 
 ``--json FILE`` writes the combined report to FILE; each benchmark's own JSON (and its
 chart, when matplotlib is installed) goes next to it as ``FILE-<name>.json``. The final
@@ -41,6 +42,7 @@ PLAN: dict[str, dict[str, list[str]]] = {
     "chaos": {"full": ["--duration", "10"], "smoke": []},
     "peers": {"full": [], "smoke": []},
     "isolation": {"full": [], "smoke": []},
+    "cluster": {"full": [], "smoke": []},
 }
 TIMEOUT = {"full": 600, "smoke": 300}
 
