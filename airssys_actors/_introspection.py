@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._checks import positive_int
+from ._checks import InvalidType, finite_seconds, positive_int
 from ._delivery import Delivery
-from ._errors import NoSuchProcess
+from ._errors import ActorError, NoSuchProcess
 from ._events import Subscription
 from ._pid import Pid
 
@@ -52,6 +52,17 @@ class Introspection(Delivery):
         (``node``), whether it is up, and its channel's counters. Empty outside a cluster."""
         remote = self._remote
         return [] if remote is None else remote.nodes()
+
+    async def wait_for_node(self, name: str, timeout: float = 5.0) -> str:
+        """Wait until node ``name`` of this node's cluster is up (a node learns of its peers
+        from their heartbeats, so right after start it may not know one yet); returns its
+        id (``name:incarnation``). Raises :class:`NoConnection` after ``timeout`` seconds."""
+        timeout = finite_seconds("timeout", timeout)
+        if self._remote is None:
+            raise ActorError("wait_for_node: this node is not in a cluster (Node(cluster=...))")
+        if not isinstance(name, str):
+            raise InvalidType("name", name, "a node name (str)")
+        return await self._remote.wait_for(name, timeout)
 
     def pids(self) -> list[Pid]:
         return list(self._processes)

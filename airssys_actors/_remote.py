@@ -178,6 +178,7 @@ class Remote:
         self._reset_sent: set[tuple[str, int]] = set()
         self.dropped = 0
         self._tasks = trio.CancelScope()  # the heartbeat: ends when the node leaves
+        self._changed = trio.Event()  # set (and replaced) when a peer comes up
         self._waiter = Pid(self.me, 0)
         self._waits: dict[int, tuple[OneShot, Pid, ExitReason | None]] = {}
 
@@ -499,7 +500,21 @@ class Remote:
             # is dead; say so, so it tears down what it still holds toward us.
             peer.up = True
             self._control(peer, RESET, peer.tx_epoch)
-            self.node.events.emit("node_up", data={"node": peer.node_id})
+            self._peer_up(peer)
+
+    def _peer_up(self, peer: Peer) -> None:
+        self.node.events.emit("node_up", data={"node": peer.node_id})
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, name: str, timeout: float) -> str:
+        with trio.move_on_after(timeout):
+            while True:
+                peer = self.peers.get(name)
+                if peer is not None and peer.up and self.connected and peer.node_id is not None:
+                    return peer.node_id
+                await self._changed.wait()
+        raise NoConnection(f"node {name}", name)
 
     def _adopt(self, name: str, node_id: str) -> Peer | None:
         """The peer ``name`` at incarnation ``node_id``, or None for an older incarnation
@@ -520,7 +535,7 @@ class Remote:
         peer.node_id = node_id
         peer.up = True
         peer.heard = trio.current_time()
-        self.node.events.emit("node_up", data={"node": node_id})
+        self._peer_up(peer)
         return peer
 
     def _on_frame(self, name: str, data: bytes, subject: str) -> None:

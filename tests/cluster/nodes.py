@@ -92,4 +92,5 @@ def peer_up(node: Node, name: str) -> bool:
 
 
 async def wait_up(node: Node, *names: str, timeout: float = 10.0) -> None:
-    await wait_for(lambda: all(peer_up(node, n) for n in names), timeout)
+    for name in names:
+        await node.wait_for_node(name, timeout)
