@@ -93,6 +93,18 @@ class Calls(Delivery):
             raise CallTimeout(f"no reply from {to} within {timeout} s")
         return waiter.payload
 
+    def _call_pending(self, ref: int) -> bool:
+        """Whether call ``ref`` still has a caller waiting (a caller on another node has
+        no timer here: past its deadline it gave up, and is forgotten now)."""
+        waiter = self._calls.get(ref)
+        if waiter is None:
+            return False
+        if type(waiter) is RemoteCaller and waiter.deadline < trio.current_time():
+            del self._calls[ref]
+            waiter.peer.calls_in.discard(ref)
+            return False
+        return True
+
     def _complete_call(self, ref: int, payload: bytes, replier: Process) -> None:
         replier.deferred.discard(ref)
         _mark_answered(replier, ref)

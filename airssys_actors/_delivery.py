@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from ._mailbox import Mailbox
     from ._process import Process
     from ._registry import Registry
-    from ._remote import Remote, RemoteRoute
+    from ._channel import RemoteRoute
+    from ._remote import Remote
 
 
 class Delivery:

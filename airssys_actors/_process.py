@@ -27,7 +27,6 @@ from ._mailbox import Mailbox
 from ._message import Envelope, Kind
 from ._pid import Pid
 from ._reasons import KILLED, NORMAL, ExitReason
-from ._waiters import RemoteCaller
 
 
 class ProcessHost(Protocol):
@@ -35,12 +34,13 @@ class ProcessHost(Protocol):
     here so that this module need not import the node, which imports this one)."""
 
     faults: Any
-    _calls: dict[int, Any]
 
+    def _call_pending(self, ref: int) -> bool: ...
     def _deliver_system(self, proc: Process, env: Envelope) -> None: ...
     def _on_started(self, proc: Process) -> None: ...
     def _on_exit(self, proc: Process, reason: ExitReason) -> None: ...
     def _complete_call(self, ref: int, payload: bytes, replier: Process) -> None: ...
+
 
 #: The process whose task is running, so that code inside a Python actor can call node
 #: functions (spawn with link, call) and be recognised as the sender.
@@ -352,21 +352,9 @@ class Process:
         deferred = self.deferred
         deferred.add(ref)
         if len(deferred) > max(self.max_pending, self.deferred_prune_at):
-            pending = self.node._calls
-            now = trio.current_time()
-            keep = set()
-            for ref in deferred:
-                waiter = pending.get(ref)
-                if waiter is None:
-                    continue
-                # A caller on another node has no timer here: past its deadline it gave up.
-                if type(waiter) is RemoteCaller and waiter.deadline < now:
-                    del pending[ref]
-                    waiter.peer.calls_in.discard(ref)
-                    continue
-                keep.add(ref)
-            self.deferred = keep
-            self.deferred_prune_at = 2 * len(keep)
+            pending = self.node._call_pending
+            self.deferred = {r for r in deferred if pending(r)}
+            self.deferred_prune_at = 2 * len(self.deferred)
 
     def _terminate(self, reason: ExitReason) -> None:
         if not self.alive:
@@ -386,13 +374,11 @@ class Process:
         """Apply the armed fault to the message about to be handled. A WASM guest gets
         the real thing where the host can cause it (no fuel, an expired deadline);
         otherwise the process ends with the reason a real fault gives."""
-        from .faults import MESSAGE_FAULTS
-
         kind, self.fault = self.fault, None
         arm = getattr(self.behaviour, "arm_fault", None)
         if arm is not None and arm(kind):
             return None
-        return MESSAGE_FAULTS[kind]  # type: ignore[index]
+        return self.node.faults.reason_of(kind)
 
     # -- suspension (for code change) ---------------------------------------------------
 

@@ -88,6 +88,11 @@ class Faults:
         self._init_failures: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
 
+    @staticmethod
+    def reason_of(kind: str) -> ExitReason:
+        """The exit reason an injected per-message fault of ``kind`` gives."""
+        return MESSAGE_FAULTS[kind]
+
     def _proc(self, target: Pid | str) -> Process:
         _check_target(target)
         proc = self._node._resolve(target)

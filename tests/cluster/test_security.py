@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from airssys_actors import Actor, Kind, Node
-from airssys_actors._remote import MSG
+from airssys_actors._channel import MSG
 from airssys_actors._transport import ClusterUnreachable, NatsTransport
 from airssys_cli.natsserver import NatsServer
 

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from airssys_actors import Actor, Kind, Node
-from airssys_actors._remote import MAX_PEERS, MSG
+from airssys_actors._channel import MAX_PEERS, MSG
 from airssys_actors._transport import NatsTransport
 
 from ..cluster.conftest import nats_server, nats_url  # noqa: F401 - fixtures
