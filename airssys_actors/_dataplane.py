@@ -100,9 +100,12 @@ _LOSS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLErr
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, _Lost):
         return str(exc)
-    cause = exc.__cause__ or exc.__context__
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, trio.BrokenResourceError) and cause is not None:
+    # trio puts the OS's reason in __cause__ (for open_tcp_stream, a group of attempts).
+    cause = exc.__cause__ or exc.__context__
+    while isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+        cause = cause.exceptions[-1]
+    if isinstance(exc, (trio.BrokenResourceError, OSError)) and cause is not None:
         text += f" ({type(cause).__name__}: {cause})"
     return text
 
