@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import subprocess
 import time
 
 import pytest
@@ -264,3 +266,38 @@ async def test_nothing_outlives_the_nursery(nats_url):
     assert dp.connected is False
     with pytest.raises(NotConnected):
         dp.publish("n.a", b"x")
+
+
+def _openssl(*args: str, cwd) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    """A throwaway CA, a server cert for 127.0.0.1 and a client cert, made with openssl."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=airssys-test-ca",
+             cwd=tmp_path)
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name in ("server", "client"):
+        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=tmp_path)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.pem", "-days", "1", "-extfile", "san.ext", cwd=tmp_path)
+    return tmp_path
+
+
+async def test_tls_with_a_client_certificate(auth_server, tls_files):
+    d = tls_files
+    server = auth_server(f'tls {{ cert_file: "{d}/server.pem", key_file: "{d}/server.key", ca_file: "{d}/ca.pem", '
+                         f'verify: true }}\n')
+    files = dict(tls_ca=str(d / "ca.pem"), tls_cert=str(d / "client.pem"), tls_key=str(d / "client.key"))
+    assert await roundtrip(server.url, **files) == [("r.x", b"ok")]  # upgraded: the INFO says tls_required
+    assert await roundtrip(f"tls://127.0.0.1:{server.port}", **files) == [("r.x", b"ok")]
+    # The system's CAs do not know this server: a clear error, within the timeout.
+    with pytest.raises(ClusterUnreachable, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        await plane(server.url, ["r.>"], connect_timeout=1).run()
+    # No client certificate: the server refuses the handshake.
+    with pytest.raises(ClusterUnreachable):
+        await plane(server.url, ["r.>"], tls_ca=str(d / "ca.pem"), connect_timeout=1).run()

@@ -4,6 +4,7 @@ crashes its nursery with an unexpected exception type and never grows without bo
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import logging
@@ -280,3 +281,48 @@ async def test_bad_publish_arguments_are_clear_errors_and_inject_nothing():
 def test_bad_constructor_arguments_name_the_field(subjects, ping, field):
     with pytest.raises(TransportError, match=field):
         DataPlane(ClusterConfig(servers="nats://127.0.0.1:1"), subjects, print, print, ping_interval=ping)
+
+
+async def test_creds_send_the_jwt_and_sign_the_nonce(tmp_path):
+    nkeys = pytest.importorskip("nkeys")
+    seed = nkeys.encode_seed(b"\x07" * 32, nkeys.PREFIX_BYTE_USER).decode()
+    creds = tmp_path / "node.creds"
+    creds.write_text(f"-----BEGIN NATS USER JWT-----\neyJ0eXAi.fake.jwt\n------END NATS USER JWT------\n\n"
+                     f"** IMPORTANT **\n\n-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n")
+    connects: list[dict] = []
+
+    async def check(stream, index):
+        await stream.send_all(info_line(nonce="n0nce-abc", auth_required=True))
+        seen = b""
+        while b"PING\r\n" not in seen:
+            seen += await stream.receive_some(65536)
+        connects.append(json.loads(seen.split(b"\r\n")[0][len(b"CONNECT "):]))
+        await stream.send_all(b"PONG\r\n")
+
+    async with trio.open_nursery() as nursery:
+        server = await FakeServer(check).start(nursery)
+        await nursery.start(plane(server.url, Inbox(), creds=str(creds)).run)
+        nursery.cancel_scope.cancel()
+    (connect,) = connects
+    assert connect["jwt"] == "eyJ0eXAi.fake.jwt" and "nkey" not in connect
+    signature = base64.urlsafe_b64decode(connect["sig"] + "==")
+    assert nkeys.from_seed(bytearray(seed.encode())).verify(b"n0nce-abc", signature)
+    assert connect["echo"] is True and connect["verbose"] is False and connect["headers"] is False
+
+
+@pytest.mark.parametrize("content, field", [
+    ("no blocks here", "creds"),
+    ("-----BEGIN NATS USER JWT-----\nx\n------END NATS USER JWT------\n-----BEGIN USER NKEY SEED-----\nSUnotaseed\n"
+     "------END USER NKEY SEED------\n", "creds: not a valid nkey seed"),
+])
+async def test_a_bad_creds_file_is_a_clear_error(tmp_path, content, field):
+    creds = tmp_path / "bad.creds"
+    creds.write_text(content)
+    with pytest.raises(TransportError, match=field):
+        await plane("nats://127.0.0.1:1", Inbox(), creds=str(creds)).run()
+
+
+@pytest.mark.parametrize("field", ["nkeys_seed", "creds", "tls_ca"])
+async def test_a_missing_credential_file_names_the_field(tmp_path, field):
+    with pytest.raises(TransportError, match=f"{field}: no such file"):
+        await plane("nats://127.0.0.1:1", Inbox(), **{field: str(tmp_path / "absent")}).run()
