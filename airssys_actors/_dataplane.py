@@ -185,7 +185,10 @@ class DataPlane:
         if not self._connected:
             raise NotConnected("the cluster data plane is not connected" if self._running
                                else "the cluster data plane is not running")
-        prefix = self._prefixes.get(subject)
+        try:
+            prefix = self._prefixes.get(subject)
+        except TypeError:  # unhashable: not a str
+            prefix = None
         if prefix is None:
             prefix = self._prefix(subject)
         if type(data) is not bytes:

@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from airssys_actors._clusterconfig import ClusterConfig
-from airssys_actors._dataplane import MAX_LINE, DataPlane
+from airssys_actors._dataplane import MAX_LINE, DataPlane, OutboundFull
 from airssys_actors._transport import ClusterUnreachable, TransportError
 
 INFO = {"server_id": "fake", "version": "2.11.0", "proto": 1, "max_payload": 1 << 20}
@@ -262,11 +262,12 @@ async def test_bad_publish_arguments_are_clear_errors_and_inject_nothing():
         server = await FakeServer(record).start(nursery)
         dp = plane(server.url, inbox)
         await nursery.start(dp.run)
-        for subject in ("a b", "a\r\nPUB x 1", "", "a..b", "a.*", "a.>", ".a", 7):
+        for subject in ("a b", "a\r\nPUB x 1", "", "a..b", "a.*", "a.>", ".a", 7, ["a"], None):
             with pytest.raises(TransportError, match="subject"):
                 dp.publish(subject, b"x")  # type: ignore[arg-type]
-        with pytest.raises(TransportError, match="data must be bytes"):
-            dp.publish("a.b", "text")  # type: ignore[arg-type]
+        for data in ("text", None, memoryview(b"x"), [1]):
+            with pytest.raises(TransportError, match="data must be bytes"):
+                dp.publish("a.b", data)  # type: ignore[arg-type]
         assert dp.connected
         nursery.cancel_scope.cancel()
 
@@ -326,3 +327,26 @@ async def test_a_bad_creds_file_is_a_clear_error(tmp_path, content, field):
 async def test_a_missing_credential_file_names_the_field(tmp_path, field):
     with pytest.raises(TransportError, match=f"{field}: no such file"):
         await plane("nats://127.0.0.1:1", Inbox(), **{field: str(tmp_path / "absent")}).run()
+
+
+async def test_a_server_that_stops_reading_fills_the_bounded_buffer_then_the_ping_deadline_drops_it():
+    async def deaf(stream, index):
+        await handshake(stream)  # then never reads again, never answers a PING
+
+    inbox = Inbox()
+    async with trio.open_nursery() as nursery:
+        server = await FakeServer(deaf).start(nursery)
+        dp = DataPlane(ClusterConfig(servers=server.url, reconnect_wait=0.05), ["a.>"], inbox.on_messages,
+                       inbox.on_state, ping_interval=0.5)
+        await nursery.start(dp.run)
+        chunk = b"z" * 65536
+        queued = 0
+        with pytest.raises(OutboundFull, match="not reading"):
+            while queued < 256 << 20:  # far past the buffer and the kernel's socket buffers
+                dp.publish("a.x", chunk)
+                queued += len(chunk)
+                await trio.lowlevel.checkpoint()
+        assert queued < 128 << 20
+        await inbox.until(lambda: "disconnected" in inbox.log, timeout=5)
+        nursery.cancel_scope.cancel()
+    assert dp.dropped_unsent > 0  # counted (and logged), not silently lost
