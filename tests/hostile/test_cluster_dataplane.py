@@ -349,4 +349,6 @@ async def test_a_server_that_stops_reading_fills_the_bounded_buffer_then_the_pin
         assert queued < 128 << 20
         await inbox.until(lambda: "disconnected" in inbox.log, timeout=5)
         nursery.cancel_scope.cancel()
-    assert dp.dropped_unsent > 0  # counted (and logged), not silently lost
+    # What the deaf server never took is counted (and logged), not silently lost: either
+    # still buffered (dropped unsent) or handed to the socket (maybe lost).
+    assert dp.dropped_unsent + dp.lost_in_flight > 0
