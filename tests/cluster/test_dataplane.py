@@ -301,3 +301,24 @@ async def test_tls_with_a_client_certificate(auth_server, tls_files):
     # No client certificate: the server refuses the handshake.
     with pytest.raises(ClusterUnreachable):
         await plane(server.url, ["r.>"], tls_ca=str(d / "ca.pem"), connect_timeout=1).run()
+
+
+async def test_servers_are_tried_in_turn_at_start_and_on_reconnect(nats_server, tmp_path):
+    dead = f"nats://127.0.0.1:{free_port()}"
+    second = NatsServer().start(tmp_path / "second")
+    try:
+        inbox = Inbox()
+        config = ClusterConfig(servers=[dead, nats_server.url, second.url], reconnect_wait=0.05)
+        dp = DataPlane(config, ["f.>"], inbox.on_messages, inbox.on_state)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(dp.run)
+            assert dp.server == nats_server.url  # past the dead one
+            nats_server.kill()
+            await inbox.until(lambda: "reconnected" in inbox.states, timeout=10)
+            assert dp.server == second.url
+            dp.publish("f.a", b"on the second")
+            await inbox.until(lambda: inbox.messages)
+            nursery.cancel_scope.cancel()
+        assert inbox.messages == [("f.a", b"on the second")]
+    finally:
+        second.stop()
