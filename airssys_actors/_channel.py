@@ -28,6 +28,7 @@ from ._errors import MailboxFull, MessageTooLarge, NoConnection, NoSuchProcess
 from ._message import Envelope, Kind
 from ._pid import Pid, incarnation, node_name
 from ._reasons import ExitReason
+from ._dataplane import OutboundFull
 from ._transport import NotConnected
 from ._waiters import RemoteCaller, _CallWaiter
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import itertools
 
     from ._clusterconfig import ClusterConfig
+    from ._dataplane import DataPlane
     from ._events import EventBus
     from ._globalnames import GlobalNames
     from ._process import Process
@@ -149,22 +151,48 @@ class RemoteRoute:
             raise NoConnection(self.pid, peer.name)
         if peer.tx_seq - peer.acked >= remote.config.window:
             raise MailboxFull(f"no credit toward node {peer.name} ({remote.config.window} signals in flight)")
-        remote.send_envelope(peer, self.pid, env)
+        try:
+            remote.send_envelope(peer, self.pid, env)
+        except OutboundFull as exc:
+            raise MailboxFull(str(exc)) from None
 
     async def put(self, env: Envelope) -> None:
         remote, peer = self.remote, self.peer
         await trio.lowlevel.checkpoint_if_cancelled()
-        while peer.up and peer.tx_seq - peer.acked >= remote.config.window:
-            await peer.room.wait()
-        self.put_nowait(env)
+        while True:
+            while peer.up and peer.tx_seq - peer.acked >= remote.config.window:
+                await peer.room.wait()
+            try:
+                if not peer.up:
+                    raise NoConnection(self.pid, peer.name)
+                remote.send_envelope(peer, self.pid, env)
+                return
+            except OutboundFull:
+                await remote.plane.wait_for_room()
 
 
 def _pid_text(pid: Pid | None) -> str | None:
     return None if pid is None else str(pid)
 
 
+#: Pid text seen in frames, parsed: a frame names its target and sender as text, and a
+#: busy channel names the same few again and again. Bounded: cleared when full.
+_PARSED: dict[str, Pid | None] = {}
+_PARSED_MAX = 8192
+
+
 def _pid(value: object) -> Pid | None:
-    return Pid.parse(value) if isinstance(value, str) else None
+    """The pid ``value`` is the text of, or None (not text, or not a pid's)."""
+    if type(value) is not str:
+        return None
+    try:
+        return _PARSED[value]
+    except KeyError:
+        pass
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    pid = _PARSED[value] = Pid.parse(value) if len(value) <= 300 else None
+    return pid
 
 
 class Channels:
@@ -177,6 +205,9 @@ class Channels:
     peers: dict[str, Peer]
     connected: bool
     transport: NatsTransport
+    """The control plane: JetStream KV (the names) and probes, nats-py on its own thread."""
+    plane: DataPlane
+    """The data plane: every frame and heartbeat, in the node's own trio run."""
     names: GlobalNames
     dropped: int
     _prefix: str
@@ -184,25 +215,33 @@ class Channels:
     _changed: trio.Event
 
     def _send(self, peer: Peer, kind: int, *fields: Any) -> None:
+        plane = self.plane
         data = msgpack.packb([self.me, peer.tx_epoch, peer.tx_seq + 1, kind, *fields])
-        if len(data) > self.transport.max_payload:
+        if len(data) > plane.max_payload:
             # Refused here, before it takes a sequence number: the sender is told at once.
-            raise MessageTooLarge(len(data), self.transport.max_payload)
-        peer.tx_seq += 1
+            raise MessageTooLarge(len(data), plane.max_payload)
         try:
-            self.transport.publish(peer.subject, data)
-        except NotConnected:  # this node is leaving
+            plane.publish(peer.subject, data)
+        except NotConnected:  # the connection is down (its teardown tells everyone) or closing
             raise NoConnection(peer.name, peer.name) from None
+        except OutboundFull:
+            if kind == MSG or kind == CALL:
+                raise  # the sender is told (and ``send`` waits for room)
+            # A signal that cannot go out: the channel has a hole now, so it goes.
+            self._teardown(peer, "this node's write buffer to NATS is full")
+            raise NoConnection(peer.name, peer.name) from None
+        peer.tx_seq += 1
 
     def _control(self, peer: Peer, kind: int, epoch: int, *fields: Any) -> None:
         self._publish(peer.subject, msgpack.packb([self.me, epoch, 0, kind, *fields]))
 
     def _publish(self, subject: str, data: bytes) -> None:
         """Publish what no sender waits on (channel control, heartbeats, answers to
-        probes): once this node is leaving there is no one to tell."""
+        probes): with the connection down or leaving there is no one to tell, and a
+        lost one is made up for (a credit by the next, a reset by the peer's teardown)."""
         try:
-            self.transport.publish(subject, data)
-        except NotConnected:
+            self.plane.publish(subject, data)
+        except (NotConnected, OutboundFull):
             pass
 
     def _drop(self, subject: str, why: str) -> None:

@@ -145,6 +145,8 @@ class DataPlane:
         self._out_messages = 0
         self._wake = trio.Event()
         self._woken = False
+        self._writing = False
+        self._room = trio.Event()  # set (and replaced) each time the write buffer empties
         self._prefixes: dict[str, bytes] = {}
         self._pings_out = 0
         self._pong = False
@@ -209,6 +211,26 @@ class DataPlane:
         if not self._woken:
             self._woken = True
             self._wake.set()
+
+    async def wait_for_room(self) -> None:
+        """Return once the write buffer has been written out (or the connection lost):
+        what a sender refused with :class:`OutboundFull` waits on."""
+        if self._connected and self._out:
+            await self._room.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until everything published has been written to
+        the socket (True), e.g. before leaving: a node's last signals go out."""
+        with trio.move_on_after(timeout):
+            while self._connected and (self._out or self._writing):
+                if self._out:
+                    await self._room.wait()
+                else:
+                    await trio.sleep(0.001)  # the last write is on its way
+            return not self._out and not self._writing
+        return False
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, subscribe, then serve until cancelled, reconnecting forever. Raises
@@ -319,6 +341,8 @@ class DataPlane:
             raise
 
     def _reset_connection_state(self) -> None:
+        self._room.set()  # whoever waits for room learns the connection is gone
+        self._room = trio.Event()
         self._out = bytearray()
         self._out_messages = 0
         self._rx = bytearray()
@@ -413,8 +437,15 @@ class DataPlane:
                 continue
             data, self._out = self._out, bytearray()
             in_flight[0], self._out_messages = self._out_messages, 0
-            await stream.send_all(data)
+            self._writing = True
+            try:
+                await stream.send_all(data)
+            finally:
+                self._writing = False
             in_flight[0] = 0
+            if not self._out:
+                self._room.set()
+                self._room = trio.Event()
 
     async def _pinger(self, _: None) -> None:
         while True:

@@ -12,14 +12,14 @@ from typing import Any
 import msgpack
 import trio
 
-from ._channel import (CALL, CREDIT, DEMONITOR, DOWN, EXIT, FAILED, FIELDS, LINK, MONITOR, MSG, NOCONNECTION, REPLY,
+from ._channel import (CALL, CREDIT, DEMONITOR, DOWN, EXIT, FAILED, FIELDS, LINK, MONITOR, MSG, REPLY,
                        RESET, SPAWN, SPAWNED, UNLINK, Channels, Peer, _pid)
 from ._errors import ActorError, MailboxFull, SpawnFailed
 from ._message import Envelope, Kind
 from ._pid import incarnation, node_name
 from ._process import Process
 from ._reasons import KILLED, NOPROC, ExitReason
-from ._transport import Inbound, KvChange, PublishFailed, StateChange
+from ._transport import Inbound, KvChange, StateChange
 from ._waiters import RemoteCaller, _CallWaiter, _RequestWaiter
 
 
@@ -29,8 +29,26 @@ class Receiving(Channels):
     _inbox: str
     _ctl: str
     _reset_sent: set[tuple[str, int]]
+    _now: float
+
+    def _on_data(self, messages: list[tuple[str, bytes]]) -> None:
+        """A read's worth of the data plane: frames and heartbeats, in arrival order."""
+        inbox, beats = self._inbox, self._prefix + ".hb."
+        self._now = trio.current_time()  # one clock reading per read: when they were heard
+        for subject, data in messages:
+            try:
+                if subject.startswith(inbox):
+                    self._on_frame(subject[len(inbox):], data, subject)
+                elif subject.startswith(beats):
+                    self._on_heartbeat(subject[len(beats):], data)
+                else:
+                    self._drop(subject, "unexpected subject")
+            except Exception as exc:  # a bug or a hostile frame: never the node's end
+                self._drop(subject, f"{type(exc).__name__}: {exc}")
 
     def _on_batch(self, items: list[Any]) -> None:
+        """What the control plane (nats-py's thread) hands over: probes to answer, the
+        names bucket's changes, its connection's state."""
         for item in items:
             try:
                 if type(item) is Inbound:
@@ -38,20 +56,15 @@ class Receiving(Channels):
                 elif type(item) is KvChange:
                     self.names.on_change(item)
                 elif type(item) is StateChange:
-                    self._on_state(item.state)
-                elif type(item) is PublishFailed:
-                    self._on_publish_failed(item)
-            except Exception as exc:  # a bug or a hostile frame: never the node's end
+                    # Channels follow the data plane's connection; this one carries no signal.
+                    self.node.events.emit(f"cluster_control_{item.state}", data={"node": self.me})
+            except Exception as exc:  # a bug or a hostile message: never the node's end
                 self._drop(getattr(item, "subject", "?"), f"{type(exc).__name__}: {exc}")
 
     def _on_inbound(self, item: Inbound) -> None:
         subject = item.subject
-        if subject.startswith(self._inbox):
-            self._on_frame(subject[len(self._inbox):], item.data, subject)
-        elif subject.startswith(self._ctl):
+        if subject.startswith(self._ctl):
             self._on_ctl(subject[len(self._ctl):], item)
-        elif subject.startswith(self._prefix + ".hb."):
-            self._on_heartbeat(subject[len(self._prefix) + 4:], item.data)
         else:
             self._drop(subject, "unexpected subject")
 
@@ -101,15 +114,19 @@ class Receiving(Channels):
             self._drop(subject, "not a frame")
             return
         node_id, epoch, seq, kind = frame[0], frame[1], frame[2], frame[3]
-        if not (isinstance(node_id, str) and node_name(node_id) == name and type(epoch) is int
-                and type(seq) is int and type(kind) is int and len(frame) == 4 + FIELDS.get(kind, -99)):
+        if not (type(epoch) is int and type(seq) is int and type(kind) is int and len(frame) == 4 + FIELDS.get(kind, -99)):
             self._drop(subject, "malformed frame header")
             return
-        peer = self._adopt(name, node_id)
-        if peer is None:
-            self._drop(subject, "frame of an older incarnation")
-            return
-        peer.heard = trio.current_time()
+        peer = self.peers.get(name)
+        if peer is None or peer.node_id != node_id:  # the usual case skips these checks
+            if not (isinstance(node_id, str) and node_name(node_id) == name):
+                self._drop(subject, "malformed frame header")
+                return
+            peer = self._adopt(name, node_id)
+            if peer is None:
+                self._drop(subject, "frame of an older incarnation")
+                return
+        peer.heard = self._now
         if kind == CREDIT:
             if epoch == peer.tx_epoch and type(frame[4]) is int and peer.acked < frame[4] <= peer.tx_seq:
                 peer.acked = acked = frame[4]
@@ -175,7 +192,13 @@ class Receiving(Channels):
         node = self.node
         if kind == MSG or kind == CALL:
             to = frame[4]
-            proc = node._resolve(to) if isinstance(to, str) else None
+            if type(to) is not str:
+                proc = None
+            elif to[:1] == "<":
+                local = _pid(to)
+                proc = node._processes.get(local) if local is not None else None
+            else:
+                proc = node._resolve(to)  # a name registered here
             if proc is None:
                 self._consumed(peer)
                 self._no_target(peer, frame)
@@ -408,18 +431,6 @@ class Receiving(Channels):
             self._publish(item.reply, msgpack.packb([p.info() for p in self.peers.values()]))
         else:
             self._drop(item.subject, f"unknown control operation {op[:50]!r}")
-
-    def _on_publish_failed(self, item: PublishFailed) -> None:
-        if not item.subject.startswith(self._prefix + ".p."):
-            return
-        frame = msgpack.unpackb(item.data)
-        kind = frame[3]
-        if kind in (MSG, CALL):
-            env = self._envelope(frame)
-            if env is not None:
-                self.node._dead_letter(frame[4], env, "noconnection")
-                if kind == CALL:
-                    self.node._fail_call(env.ref, NOCONNECTION, frame[4])
 
     def _on_state(self, state: str) -> None:
         if state == "disconnected" or state == "closed":

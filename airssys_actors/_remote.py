@@ -23,6 +23,7 @@ import trio
 from ._channel import (CALL, DEMONITOR, DOWN, EXIT, LINK, MONITOR, MSG, NOCONNECTION, SPAWN, UNLINK, Peer, RemoteHost,
                        RemoteRoute, _pid_text)
 from ._clusterconfig import ClusterConfig
+from ._dataplane import DataPlane
 from ._deadletters import PAYLOAD_PREFIX
 from ._detector import Detection
 from ._errors import CallFailed, NoConnection, NoSuchProcess, SpawnFailed
@@ -52,6 +53,7 @@ class Remote(Receiving, Detection):
         self.peers: dict[str, Peer] = {}
         self.connected = False
         self.transport = NatsTransport(config, self._on_batch)
+        self.plane = DataPlane(config, [f"{prefix}.p.{node.name}.>", f"{prefix}.hb.*"], self._on_data, self._on_state)
         self.names = GlobalNames(self.transport, f"AIR_{config.cluster}_NAMES", self.me,
                                  timeout=config.request_timeout, alive=lambda pid: pid in node._processes,
                                  start_soon=self._start_soon, drop=self._drop)
@@ -59,31 +61,44 @@ class Remote(Receiving, Detection):
         self._started_at = 0.0
         self._swept = False
         self._reset_sent: set[tuple[str, int]] = set()
+        self._now = 0.0
         self.dropped = 0
         self._tasks = trio.CancelScope()  # the heartbeat: ends when the node leaves
+        self._plane_scope = trio.CancelScope()
         self._changed = trio.Event()  # set (and replaced) when a peer comes up
         self._waiter = Pid(self.me, 0)
         self._waits: dict[int, tuple[OneShot, Pid, ExitReason | None]] = {}
 
     async def start(self) -> None:
-        p = self._prefix
-        await self.transport.start([f"{p}.p.{self.node.name}.>", f"{p}.hb.*", f"{p}.ctl.{self.node.name}.>"])
+        """Connect both planes (ClusterUnreachable if a server does not answer within
+        ``connect_timeout``), then load the global names and start the heartbeat."""
+        await self.node.start(self._run_plane)
         self.connected = True
         self._started_at = trio.current_time()
         try:
+            await self.transport.start([f"{self._ctl}>"])
             await self.names.start()
         except BaseException:
+            self._plane_scope.cancel()
             with trio.CancelScope(shield=True):
                 await self.transport.close()
             raise
         self.node.start_soon(self._heartbeats, self._tasks)
         self.node.events.emit("node_up", data={"node": self.me, "cluster": self.config.cluster})
 
+    async def _run_plane(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        with self._plane_scope:
+            await self.plane.run(task_status=task_status)
+
     async def close(self) -> None:
+        """Leave: the last signals (exits of this node's processes, credit owed) are
+        written out first, then both connections close."""
         self._tasks.cancel()
         for peer in self.peers.values():
             self._flush_credit(peer, force=True)
+        await self.plane.drain(1.0)
         self.connected = False
+        self._plane_scope.cancel()
         await self.transport.close()
         for peer in list(self.peers.values()):
             if peer.up:
