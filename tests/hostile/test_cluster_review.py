@@ -12,12 +12,14 @@ import msgpack
 import pytest
 import trio
 
-from airssys_actors import Actor, CallFailed, CallTimeout, Kind, NoConnection, Node, Pid
-from airssys_actors._remote import EXIT, SPAWNED
+from airssys_actors import Actor, CallFailed, CallTimeout, Capabilities, Component, Kind, Node, Pid
+from airssys_actors._remote import DOWN, EXIT, SPAWN, SPAWNED
 from airssys_actors._transport import NatsTransport
 
 from ..cluster.conftest import nats_server, nats_url, node_processes  # noqa: F401 - fixtures
-from ..cluster.nodes import config, wait_for, wait_up
+from ..cluster.nodes import ROOT, config, wait_for, wait_up
+
+COMPONENTS = ROOT / "examples" / "components"
 
 
 class Inbox(Actor):
@@ -69,14 +71,18 @@ class Spawner(Actor):
     async def handle(self, ctx, msg):
         if msg.kind == Kind.CALL:
             where, component, options = msg.value
-            return str(await ctx.node.spawn(component, node=where, **options))
+            try:
+                return str(await ctx.node.spawn(component, node=where, **options))
+            except Exception as exc:
+                return ["error", f"{type(exc).__name__}: {exc}"]
         self.log.append((msg.kind.name.lower(), msg.value, None if msg.sender is None else str(msg.sender)))
         return None
 
 
-async def raw_client(url: str, on_batch=lambda items: None) -> NatsTransport:
-    client = NatsTransport(config(url), on_batch)
-    return client
+def stall(seconds: float) -> None:
+    """Hold this thread (every in-process node's event loop) as a GC pause, a long inline
+    guest or SIGSTOP would."""
+    time.sleep(seconds)
 
 
 # -- channels ------------------------------------------------------------------------------
@@ -94,7 +100,7 @@ async def test_a_one_way_channel_reset_by_the_receiver_tears_down_the_sender_too
         q, q_log = await inbox(b)
         p, p_log = await inbox(a, {"link": str(q)})
         await wait_for(lambda: p in b._processes[q].links, timeout=5)
-        time.sleep(1.0)  # this thread stalls: b (down_after 0.5) declares a down, a does not
+        stall(1.0)  # this thread stalls: b (down_after 0.5) declares a down, a does not
         with trio.fail_after(8):
             await wait_for(lambda: q_log, timeout=8)
             assert q_log == [("exit", "noconnection", str(p))]
@@ -113,7 +119,8 @@ async def test_a_one_way_channel_reset_by_the_receiver_tears_down_the_sender_too
 async def test_held_messages_for_a_process_that_dies_are_dead_letters_and_held_calls_fail(nats_url):  # noqa: F811
     """Signals held for a full mailbox whose process then dies: every held message is a
     dead letter and every held call fails at once with noproc, none vanishes."""
-    async with Node("a", cluster=config(nats_url)) as a, Node("b", cluster=config(nats_url)) as b:
+    async with Node("a", cluster=config(nats_url, suspect_after=20, down_after=30)) as a, \
+            Node("b", cluster=config(nats_url)) as b:
         await wait_up(a, "b")
         await wait_up(b, "a")
         slow = await b.spawn(Slow, mailbox_capacity=1)
@@ -180,19 +187,158 @@ async def test_a_peer_lost_while_the_node_stops_does_not_crash_the_node(nats_url
 async def test_a_stalled_node_does_not_delete_the_global_names_of_live_nodes(nats_url):  # noqa: F811
     """A node whose own event loop stalled (a GC pause, a long inline guest, SIGSTOP)
     must not take its peers' silence, which it caused, as their death and delete their
-    global names: their processes are alive and keep their names."""
-    async with Node("a", cluster=config(nats_url)) as a, Node("b", cluster=config(nats_url)) as b:
+    global names: their processes are alive and keep their names. (Here both loops
+    stall; only ``b`` has timings short enough to act on it.)"""
+    async with Node("a", cluster=config(nats_url, suspect_after=20, down_after=30)) as a, \
+            Node("b", cluster=config(nats_url)) as b:
         await wait_up(a, "b")
         await wait_up(b, "a")
         pa, _ = await inbox(a)
-        pb, _ = await inbox(b)
         await a.register_global("svc-a", pa)
-        await b.register_global("svc-b", pb)
-        await wait_for(lambda: a.whereis_global("svc-b") == pb and b.whereis_global("svc-a") == pa, timeout=5)
-        time.sleep(1.0)  # both loops stall past down_after; every process stays alive
-        await wait_up(a, "b", timeout=5)
+        await wait_for(lambda: b.whereis_global("svc-a") == pa, timeout=5)
+        stall(1.0)  # b's loop stalls past its down_after; a and its process stay alive
         await wait_up(b, "a", timeout=5)
         await trio.sleep(1.0)  # any delete in flight lands
-        assert a.is_alive(pa) and b.is_alive(pb)
-        assert a.whereis_global("svc-b") == pb, "a deleted b's name though b never went down"
-        assert b.whereis_global("svc-a") == pa, "b deleted a's name though a never went down"
+        assert a.is_alive(pa)
+        assert a.whereis_global("svc-a") == pa, "b deleted a's name though a never went down"
+        assert b.whereis_global("svc-a") == pa
+
+
+# -- remote spawn -----------------------------------------------------------------------------
+
+
+class FakeNode:
+    """A raw client speaking the frame protocol as node ``b`` (incarnation 1): it
+    heartbeats, and collects the frames node ``a`` sends it."""
+
+    node_id = "b:1"
+
+    def __init__(self, url: str) -> None:
+        self.frames: list[list] = []
+        self.client = NatsTransport(config(url), self._on_batch)
+        self.seq = 0
+
+    def _on_batch(self, items) -> None:
+        for item in items:
+            data = getattr(item, "data", None)
+            if data and getattr(item, "subject", "").startswith("air.default.p.b."):
+                self.frames.append(msgpack.unpackb(data))
+
+    async def beat(self) -> None:
+        n = 0
+        while True:
+            n += 1
+            self.client.publish("air.default.hb.b", msgpack.packb([self.node_id, n]))
+            await trio.sleep(0.05)
+
+    def send(self, kind: int, *fields) -> None:
+        self.seq += 1
+        self.client.publish("air.default.p.a.b", msgpack.packb([self.node_id, 1, self.seq, kind, *fields]))
+
+
+@pytest.mark.parametrize("how", ["link", "monitor"])
+async def test_a_spawned_child_that_exits_at_once_still_signals_the_spawner(nats_url, how):  # noqa: F811
+    """spawn(node=..., link=True / monitor=True) is atomic: the child's EXIT / DOWN that
+    follows its SPAWNED answer at once (the same batch) must reach the spawner, not be
+    dropped because the spawner has not resumed yet to record the link / monitor."""
+    fake = FakeNode(nats_url)
+    await fake.client.start(["air.default.p.b.>"])
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fake.beat)  # b stays up until a has stopped
+            async with Node("a", cluster=config(nats_url)) as a:
+                await wait_up(a, "b")
+                a.inboxes = []
+                spawner = await a.spawn(Spawner)
+                log = a.inboxes[-1]
+                answer: list = []
+
+                async def spawn() -> None:
+                    answer.append(await a.call(spawner, ["b", "crasher", {how: True}], timeout=5))
+
+                nursery.start_soon(spawn)
+                with trio.fail_after(5):
+                    await wait_for(lambda: any(f[3] == SPAWN for f in fake.frames), timeout=5)
+                frame = next(f for f in fake.frames if f[3] == SPAWN)
+                ref, requester, options = frame[4], frame[5], frame[8]
+                child = "<b:1.7>"
+                # The real node does this when the child is gone by the time it answers
+                # (Remote._on_spawn): SPAWNED, then at once the EXIT / DOWN.
+                fake.send(SPAWNED, ref, child, None)
+                if how == "link":
+                    fake.send(EXIT, child, requester, "noproc", True)
+                else:
+                    fake.send(DOWN, requester, child, options["monitor"], "noproc")
+                with trio.fail_after(5):
+                    await wait_for(lambda: answer, timeout=5)
+                assert answer == [child]
+                with trio.fail_after(3):
+                    await wait_for(lambda: log, timeout=3)
+                assert [e[:2] for e in log] == [("exit" if how == "link" else "down", "noproc")]
+            nursery.cancel_scope.cancel()
+    finally:
+        await fake.client.close()
+
+
+async def test_a_spawn_link_that_timed_out_leaves_no_orphan_linked_to_no_one(nats_url):  # noqa: F811
+    """The spawner gave up waiting (its timeout) while the other node did start the child,
+    linked to the spawner. When the spawner then exits, the child must get the exit
+    signal (or be stopped when the late answer comes): no orphan that no link ever ends."""
+    async with Node("a", cluster=config(nats_url, suspect_after=20, down_after=30)) as a, \
+            Node("b", cluster=config(nats_url)) as b:
+        b.register_component(Component.load(COMPONENTS / "counter.wat"), "counter", capabilities=Capabilities())
+        await wait_up(a, "b")
+        await wait_up(b, "a")
+        a.inboxes = []
+        spawner = await a.spawn(Spawner)
+        before = set(b._processes)
+        answer = await a.call(spawner, ["b", "counter", {"link": True, "timeout": 0}], timeout=5)
+        assert answer[0] == "error" and "no answer" in answer[1]
+        await wait_for(lambda: set(b._processes) - before, timeout=5)  # b did start it
+        (child,) = set(b._processes) - before
+        assert spawner in b._processes[child].links  # linked to the spawner, as asked
+        a.kill(spawner)
+        with trio.fail_after(5):
+            await wait_for(lambda: child not in b._processes, timeout=5)
+        assert b.exit_reason(child).kind == "killed"
+
+
+# -- links and monitors toward a lost node -------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["link", "monitor"])
+async def test_a_link_or_monitor_made_after_the_node_is_lost_fires_noconnection(nats_url, node_processes, how):  # noqa: F811
+    """Erlang: linking to / monitoring a pid of a node that is down gives an exit signal /
+    a DOWN with noconnection at once; it does not raise into the process."""
+    b = node_processes("b")
+    async with Node("t", cluster=config(nats_url)) as t:
+        await wait_up(t, "b")
+        echo = b.pids["echo"]
+        b.kill()
+        await wait_for(lambda: not any(n["name"] == "b" and n["up"] for n in t.cluster_nodes()), timeout=5)
+        t.inboxes = []
+        pid = await t.spawn(Inbox, args={how: echo})  # init links / monitors: must not fail
+        log = t.inboxes[-1]
+        with trio.fail_after(3):
+            await wait_for(lambda: log, timeout=3)
+        await trio.sleep(0.3)
+        assert [e[:2] for e in log] == [("exit" if how == "link" else "down", "noconnection")]
+        assert t.is_alive(pid)
+
+
+# -- global names, continued ---------------------------------------------------------------------
+
+
+async def test_a_global_name_is_gone_from_the_bucket_when_its_node_stops(nats_url):  # noqa: F811
+    """A node that stops cleanly removes its processes' names before it leaves (no peer is
+    there to notice it is gone, and the next start's sweep may be days away)."""
+    async with Node("a", cluster=config(nats_url)) as a:
+        pid, _ = await inbox(a)
+        await a.register_global("svc", pid)
+    client = NatsTransport(config(nats_url), lambda items: None)
+    await client.start([])
+    try:
+        await client.kv_bucket("AIR_default_NAMES", history=1)
+        assert await client.kv_get("AIR_default_NAMES", "n." + b"svc".hex()) is None
+    finally:
+        await client.close()
