@@ -36,6 +36,9 @@ class Inbox(Actor):
                 ctx.monitor(args["monitor"])
 
     async def handle(self, ctx, msg):
+        if msg.kind == Kind.EXIT and msg.sender is None:
+            ctx.stop("shutdown")  # the node stops: no need to wait for the kill
+            return None
         if msg.kind == Kind.CALL:
             return len(self.log)
         self.log.append((msg.kind.name.lower(), msg.value, None if msg.sender is None else str(msg.sender)))
@@ -69,6 +72,9 @@ class Spawner(Actor):
         ctx.node.inboxes.append(self.log)
 
     async def handle(self, ctx, msg):
+        if msg.kind == Kind.EXIT and msg.sender is None:
+            ctx.stop("shutdown")
+            return None
         if msg.kind == Kind.CALL:
             where, component, options = msg.value
             try:
@@ -135,7 +141,7 @@ async def test_held_messages_for_a_process_that_dies_are_dead_letters_and_held_c
 
         async def held_call() -> None:
             try:
-                outcome.append(await a.call(slow, "held call", timeout=6))
+                outcome.append(await a.call(slow, "held call", timeout=3))
             except (CallFailed, CallTimeout) as exc:
                 outcome.append(exc)
 
@@ -246,7 +252,8 @@ async def test_a_spawned_child_that_exits_at_once_still_signals_the_spawner(nats
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(fake.beat)  # b stays up until a has stopped
-            async with Node("a", cluster=config(nats_url)) as a:
+            # a's own detector is slowed: the stall below must not make it suspect b.
+            async with Node("a", cluster=config(nats_url, suspect_after=20, down_after=30)) as a:
                 await wait_up(a, "b")
                 a.inboxes = []
                 spawner = await a.spawn(Spawner)
@@ -269,6 +276,7 @@ async def test_a_spawned_child_that_exits_at_once_still_signals_the_spawner(nats
                     fake.send(EXIT, child, requester, "noproc", True)
                 else:
                     fake.send(DOWN, requester, child, options["monitor"], "noproc")
+                stall(0.3)  # both frames reach a's queue meanwhile: one batch, as from a real node
                 with trio.fail_after(5):
                     await wait_for(lambda: answer, timeout=5)
                 assert answer == [child]
@@ -332,13 +340,16 @@ async def test_a_link_or_monitor_made_after_the_node_is_lost_fires_noconnection(
 async def test_a_global_name_is_gone_from_the_bucket_when_its_node_stops(nats_url):  # noqa: F811
     """A node that stops cleanly removes its processes' names before it leaves (no peer is
     there to notice it is gone, and the next start's sweep may be days away)."""
+    names = [f"svc{i}" for i in range(20)]
     async with Node("a", cluster=config(nats_url)) as a:
-        pid, _ = await inbox(a)
-        await a.register_global("svc", pid)
+        for name in names:
+            pid, _ = await inbox(a)
+            await a.register_global(name, pid)
     client = NatsTransport(config(nats_url), lambda items: None)
     await client.start([])
     try:
         await client.kv_bucket("AIR_default_NAMES", history=1)
-        assert await client.kv_get("AIR_default_NAMES", "n." + b"svc".hex()) is None
+        left = [name for name in names if await client.kv_get("AIR_default_NAMES", "n." + name.encode().hex())]
+        assert left == []
     finally:
         await client.close()
