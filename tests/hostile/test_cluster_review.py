@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from airssys_actors import Actor, CallFailed, CallTimeout, Capabilities, Component, Kind, Node, Pid
-from airssys_actors._remote import DOWN, EXIT, SPAWN, SPAWNED
+from airssys_actors._remote import DOWN, EXIT, REPLY, SPAWN, SPAWNED, UNLINK
 from airssys_actors._transport import NatsTransport
 
 from ..cluster.conftest import nats_server, nats_url, node_processes  # noqa: F401 - fixtures
@@ -353,3 +353,135 @@ async def test_a_global_name_is_gone_from_the_bucket_when_its_node_stops(nats_ur
         assert left == []
     finally:
         await client.close()
+
+
+# -- forged answers and signals from a peer -------------------------------------------------------
+
+
+class Hostile:
+    """A raw client that says it is node ``z`` (incarnation 1) and sends sequenced frames
+    to node ``a`` in order (so only what the frames say is wrong, never the channel)."""
+
+    node_id = "z:1"
+
+    def __init__(self, url: str) -> None:
+        self.client = NatsTransport(config(url), lambda items: None)
+        self.seq = 0
+
+    async def start(self) -> None:
+        await self.client.start([])
+        self.client.publish("air.default.hb.z", msgpack.packb([self.node_id, 1]))
+
+    def send(self, kind: int, *fields) -> None:
+        self.seq += 1
+        self.client.publish("air.default.p.a.z", msgpack.packb([self.node_id, 1, self.seq, kind, *fields]))
+
+
+class Later(Actor):
+    """Answers a call with ``"real"`` after ``args`` seconds (the reply is deferred)."""
+
+    async def init(self, ctx, args):
+        self.delay = float(args)
+
+    async def handle(self, ctx, msg):
+        if msg.kind == Kind.CALL:
+            await trio.sleep(self.delay)
+            return "real"
+        return None
+
+
+async def test_a_peer_cannot_answer_a_call_it_was_never_sent(nats_url):  # noqa: F811
+    """REPLY / FAILED frames name a ref: only a ref of a call this node sent to that very
+    peer may be answered by it. A peer answering any ref (they are small sequential
+    numbers) would answer local calls, and calls sent to other nodes, with its own data."""
+    async with Node("a", cluster=config(nats_url, suspect_after=20, down_after=30)) as a:
+        later = await a.spawn(Later, args=0.5)
+        hostile = Hostile(nats_url)
+        await hostile.start()
+        try:
+            await wait_up(a, "z")
+            results: list = []
+
+            async def local_call() -> None:
+                results.append(await a.call(later, "question", timeout=5))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(local_call)
+                await trio.sleep(0.05)
+                for ref in range(1, 200):  # refs are guessable: try them all
+                    hostile.send(REPLY, ref, None, msgpack.packb("forged"))
+            assert results == ["real"]
+        finally:
+            await hostile.client.close()
+
+
+async def test_a_peer_cannot_forge_a_down_for_a_process_not_on_it(nats_url):  # noqa: F811
+    """A DOWN from node z may only report the exit of a process of z: it cannot tell a's
+    watcher that a's (or another node's) live process is gone."""
+    async with Node("a", cluster=config(nats_url, suspect_after=20, down_after=30)) as a:
+        target, _ = await inbox(a)
+        watcher, log = await inbox(a, {"monitor": str(target)})
+        ref = next(iter(a._processes[watcher].monitors))
+        hostile = Hostile(nats_url)
+        await hostile.start()
+        try:
+            await wait_up(a, "z")
+            hostile.send(DOWN, str(watcher), str(target), ref, "killed")
+            await trio.sleep(0.5)
+            assert a.is_alive(target)
+            assert log == [], "a forged DOWN reached the watcher of a live local process"
+        finally:
+            await hostile.client.close()
+
+
+async def test_a_peer_cannot_unlink_a_link_that_is_not_its_own(nats_url):  # noqa: F811
+    """An UNLINK from node z may only undo a link with a process of z. Forged for a link
+    between a's process and c's process, it would leave a deaf to c's process's exit."""
+    async with Node("a", cluster=config(nats_url, suspect_after=20, down_after=30)) as a, \
+            Node("c", cluster=config(nats_url, suspect_after=20, down_after=30)) as c:
+        await wait_up(a, "c")
+        await wait_up(c, "a")
+        far, _ = await inbox(c)
+        near, log = await inbox(a, {"link": str(far)})
+        await wait_for(lambda: near in c._processes[far].links, timeout=5)
+        hostile = Hostile(nats_url)
+        await hostile.start()
+        try:
+            await wait_up(a, "z")
+            hostile.send(UNLINK, str(far), str(near))
+            await trio.sleep(0.3)
+            c.kill(far)
+            with trio.fail_after(3):
+                await wait_for(lambda: log, timeout=3)
+            assert [e[:2] for e in log] == [("exit", "killed")]
+        finally:
+            await hostile.client.close()
+
+
+# -- answers that do not fit ----------------------------------------------------------------------
+
+
+class Big(Actor):
+    """Answers any call with a reply of exactly ``max_message`` encoded bytes."""
+
+    async def handle(self, ctx, msg):
+        if msg.kind == Kind.CALL:
+            return b"x" * ((1 << 20) - 5)
+        return None
+
+
+async def test_a_reply_too_large_for_the_wire_fails_the_remote_call_and_the_replier_serves_on(nats_url):  # noqa: F811
+    """A reply within max_message but over the server's max_payload once framed cannot be
+    sent: the caller on the other node is answered with an error at once (not left to its
+    timeout), and the replier keeps serving, as with a reply too large locally."""
+    async with Node("a", cluster=config(nats_url, suspect_after=20, down_after=30)) as a, \
+            Node("b", cluster=config(nats_url)) as b:
+        await wait_up(a, "b")
+        await wait_up(b, "a")
+        big = await b.spawn(Big)
+        started = trio.current_time()
+        with pytest.raises(Exception) as failed:
+            await a.call(big, "give", timeout=4)
+        assert not isinstance(failed.value, CallTimeout), "the caller was left to its timeout"
+        assert trio.current_time() - started < 2
+        assert b.is_alive(big)
