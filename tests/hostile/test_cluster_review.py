@@ -485,3 +485,48 @@ async def test_a_reply_too_large_for_the_wire_fails_the_remote_call_and_the_repl
         assert not isinstance(failed.value, CallTimeout), "the caller was left to its timeout"
         assert trio.current_time() - started < 2
         assert b.is_alive(big)
+
+
+# -- bounded tables -------------------------------------------------------------------------------
+
+
+class Holder(Actor):
+    """Never answers a call (its callers give up)."""
+
+    async def handle(self, ctx, msg):
+        from airssys_actors import NOREPLY
+
+        return NOREPLY if msg.kind == Kind.CALL else None
+
+
+async def test_calls_whose_callers_gave_up_do_not_pile_up_on_the_channel(nats_url):  # noqa: F811
+    """A process that never answers, called across nodes in a loop with short timeouts:
+    the caller's node must not keep every given-up ref for as long as the channel lives
+    (the receiving node prunes its side, ``calls_in``; ``calls_out`` must be bounded too)."""
+    async with Node("a", cluster=config(nats_url, suspect_after=20, down_after=30)) as a, \
+            Node("b", cluster=config(nats_url)) as b:
+        await wait_up(a, "b")
+        await wait_up(b, "a")
+        holder = await b.spawn(Holder)
+        calls = 600
+        with trio.fail_after(8):
+            for _ in range(calls):
+                with pytest.raises(CallTimeout):
+                    await a.call(holder, "anyone?", timeout=0.002)
+        assert len(a._calls) == 0
+        assert len(a._remote.peers["b"].calls_out) < calls // 2, "every given-up call is still remembered"
+
+
+# -- global names seen from their own node ---------------------------------------------------------
+
+
+async def test_a_global_name_works_on_the_node_that_holds_it(nats_url):  # noqa: F811
+    """``register_global`` says any node can send to, call, link or monitor the name:
+    the node holding it is one of them."""
+    async with Node("a", cluster=config(nats_url)) as a:
+        echo, log = await inbox(a)
+        await a.register_global("svc", echo)
+        assert a.whereis_global("svc") == echo
+        await a.send("svc", "hello")
+        assert await a.call("svc", "count", timeout=2) == 1
+        assert log[0][:2] == ("cast", "hello")
