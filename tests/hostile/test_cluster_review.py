@@ -530,3 +530,49 @@ async def test_a_global_name_works_on_the_node_that_holds_it(nats_url):  # noqa:
         await a.send("svc", "hello")
         assert await a.call("svc", "count", timeout=2) == 1
         assert log[0][:2] == ("cast", "hello")
+
+
+# -- one full mailbox on the other node ------------------------------------------------------------
+
+
+async def test_a_kill_from_another_node_ends_a_stuck_process_whose_mailbox_is_full(nats_url):  # noqa: F811
+    """The signals for a process whose mailbox is full wait behind its held messages. A
+    kill (exit signal) must not: the stuck process is exactly the one to kill, and it
+    will never make room for the held messages ahead of the kill."""
+    async with Node("a", cluster=config(nats_url, suspect_after=20, down_after=30)) as a, \
+            Node("b", cluster=config(nats_url)) as b:
+        await wait_up(a, "b")
+        await wait_up(b, "a")
+        stuck = await b.spawn(Slow, mailbox_capacity=1)
+        for message in ("busy", "queued", "held 1", "held 2"):
+            await a.send(stuck, message)
+        await wait_for(lambda: b._remote.peers["a"].held_count >= 2, timeout=5)
+        a.kill(stuck)
+        with trio.fail_after(3):
+            await wait_for(lambda: not b.is_alive(stuck), timeout=3)
+        assert b.exit_reason(stuck).kind == "killed"
+
+
+async def test_one_stuck_process_does_not_stop_calls_to_the_other_processes_of_its_node(nats_url):  # noqa: F811
+    """Credit is per node pair: messages held for one stuck process (full mailbox) use up
+    the window, and then every send and call from ``a`` to ``b`` waits, even to a healthy
+    process. Locally a full mailbox only stops senders to that process."""
+    window = 16
+    async with Node("a", cluster=config(nats_url, window=window, suspect_after=20, down_after=30)) as a, \
+            Node("b", cluster=config(nats_url, window=window)) as b:
+        await wait_up(a, "b")
+        await wait_up(b, "a")
+        stuck = await b.spawn(Slow, mailbox_capacity=1)
+        healthy, _ = await inbox(b)
+
+        async def flood() -> None:
+            for i in range(4 * window):
+                await a.send(stuck, i)  # waits once the window is used up
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flood)
+            await trio.sleep(0.5)
+            assert a._remote.peers["b"].info()["unacked"] >= window  # the flood waits for credit
+            # A call to another process of b: answered, as it would be on one node.
+            assert await a.call(healthy, "count", timeout=3) == 0
+            nursery.cancel_scope.cancel()
