@@ -576,3 +576,42 @@ async def test_one_stuck_process_does_not_stop_calls_to_the_other_processes_of_i
             # A call to another process of b: answered, as it would be on one node.
             assert await a.call(healthy, "count", timeout=3) == 0
             nursery.cancel_scope.cancel()
+
+
+# -- what a refused send leaves behind -------------------------------------------------------------
+
+
+async def test_a_remote_spawn_refused_for_size_leaves_no_waiter_behind(nats_url):  # noqa: F811
+    """spawn(node=...) whose frame is over max_payload is refused at once (MessageTooLarge)
+    and must not leave its waiter in the node's pending calls, nor its ref on the channel."""
+    from airssys_actors import MessageTooLarge
+
+    async with Node("a", cluster=config(nats_url, suspect_after=20, down_after=30), max_message=4 << 20) as a, \
+            Node("b", cluster=config(nats_url)) as b:
+        b.register_component(Component.load(COMPONENTS / "counter.wat"), "counter", capabilities=Capabilities())
+        await wait_up(a, "b")
+        for _ in range(3):
+            with pytest.raises(MessageTooLarge):
+                await a.spawn("counter", node="b", args=b"x" * (2 << 20))
+        assert len(a._calls) == 0
+        assert not a._remote.peers["b"].spawns_out
+        assert await a.call(await a.spawn(Later, args=0), "still", timeout=2) == "real"
+
+
+async def test_register_global_over_a_malformed_entry_is_name_taken(nats_url):  # noqa: F811
+    """A name whose bucket entry is not ours to read (another writer's garbage) is taken:
+    register_global says NameTaken, it does not raise a msgpack error."""
+    from airssys_actors import NameTaken
+
+    client = NatsTransport(config(nats_url), lambda items: None)
+    await client.start([])
+    try:
+        await client.kv_bucket("AIR_default_NAMES", history=1)
+        await client.kv_create("AIR_default_NAMES", "n." + b"svc".hex(), b"\xc1garbage")
+        async with Node("a", cluster=config(nats_url)) as a:
+            pid, _ = await inbox(a)
+            with pytest.raises(NameTaken):
+                await a.register_global("svc", pid)
+            assert await a.call(pid, "count", timeout=2) == 0
+    finally:
+        await client.close()
