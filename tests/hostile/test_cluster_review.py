@@ -615,3 +615,30 @@ async def test_register_global_over_a_malformed_entry_is_name_taken(nats_url):  
             assert await a.call(pid, "count", timeout=2) == 0
     finally:
         await client.close()
+
+
+async def test_a_well_behaved_peer_is_not_cut_off_for_signals_to_a_stuck_process(nats_url):  # noqa: F811
+    """Signals are never held back for credit at the sender; at the receiver they wait
+    behind the held messages of their target. Many processes linking to one stuck process
+    (full mailbox) is ordinary traffic: it must not count as "sent past its credit window"
+    and cost every link and monitor between the two nodes their channel."""
+    window = 16
+    async with Node("a", cluster=config(nats_url, window=window, suspect_after=20, down_after=30)) as a, \
+            Node("b", cluster=config(nats_url, window=window)) as b:
+        await wait_up(a, "b")
+        await wait_up(b, "a")
+        resets = b.subscribe({"channel_reset"})
+        stuck = await b.spawn(Slow, mailbox_capacity=1)
+        for i in range(window - 2):
+            await a.send(stuck, i)  # within the window: held on b behind the full mailbox
+        await wait_for(lambda: b._remote.peers["a"].held_count >= window - 4, timeout=5)
+        for _ in range(3 * window):
+            await inbox(a, {"link": str(stuck)})  # each sends a LINK: held behind the messages
+        await trio.sleep(0.5)
+        reasons = []
+        while True:
+            try:
+                reasons.append(resets._queue.popleft().data["why"])
+            except IndexError:
+                break
+        assert reasons == [], f"the channel was torn down: {reasons}"
