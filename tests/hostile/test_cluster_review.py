@@ -642,3 +642,30 @@ async def test_a_well_behaved_peer_is_not_cut_off_for_signals_to_a_stuck_process
             except IndexError:
                 break
         assert reasons == [], f"the channel was torn down: {reasons}"
+
+
+async def test_a_spawn_sent_to_a_stopping_node_is_refused_at_once(nats_url):  # noqa: F811
+    """A node that is stopping (its processes take a while) still answers: a SPAWN that
+    reaches it then gets a failure back at once, not silence until the spawner's timeout."""
+    from airssys_actors import NoConnection, SpawnFailed
+
+    async with Node("a", cluster=config(nats_url, suspect_after=20, down_after=30)) as a:
+        stopping = trio.Event()
+        async with trio.open_nursery() as nursery:
+
+            async def node_b() -> None:
+                async with Node("b", cluster=config(nats_url), shutdown_timeout=3) as b:
+                    b.register_component(Component.load(COMPONENTS / "counter.wat"), "counter",
+                                         capabilities=Capabilities())
+                    await b.spawn(Lingering, args=2.0)
+                    await wait_up(a, "b")
+                    stopping.set()
+                # leaving the block: b stops, its Lingering process holds it up for 2 s
+
+            nursery.start_soon(node_b)
+            await stopping.wait()
+            await trio.sleep(0.2)  # b is in its _stop_all now, still heartbeating
+            started = trio.current_time()
+            with pytest.raises((SpawnFailed, NoConnection)):
+                await a.spawn("counter", node="b", timeout=3)
+            assert trio.current_time() - started < 1.0, "the spawn was left to its timeout"
