@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from airssys_actors import Actor, CallFailed, CallTimeout, Capabilities, Component, Kind, Node, Pid
-from airssys_actors._remote import DOWN, EXIT, REPLY, SPAWN, SPAWNED, UNLINK
+from airssys_actors._channel import DOWN, EXIT, REPLY, SPAWN, SPAWNED, UNLINK
 from airssys_actors._transport import NatsTransport
 
 from ..cluster.conftest import nats_server, nats_url, node_processes  # noqa: F401 - fixtures
