@@ -475,7 +475,7 @@ class DataPlane:
                     raise _Lost(f"malformed MSG line from the server: {data[pos:min(eol, pos + 80)]!r}")
                 length = int(data[last + 1:eol])
                 if not 0 <= length <= limit:
-                    raise _Lost(f"the server sent a MSG of {length} bytes, over its max_payload {limit}")
+                    raise _Lost(f"the server sent a MSG of {length} bytes (its max_payload is {limit})")
                 start = eol + 2
                 end = start + length
                 if end + 2 > size:
