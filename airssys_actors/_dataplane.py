@@ -32,6 +32,19 @@ disconnected :meth:`DataPlane.publish` raises :class:`NotConnected`. A ``-ERR
 'Permissions Violation ...'`` (a refused publish or subscription) is logged, rate
 limited, and the connection kept, as the server keeps it.
 
+Bounds: outbound, at most ``OUTBOUND_LIMIT`` bytes waiting plus the one buffer being
+written (whose messages are counted in :attr:`DataPlane.lost_in_flight` if the
+connection breaks under them); inbound, one message of at most ``max_payload`` (an
+INFO announcing more than ``MAX_PAYLOAD_LIMIT``, 64 MiB, is a protocol error) plus
+``MAX_LINE``. The callbacks run in the reader task and must not raise: an exception
+from them ends :meth:`DataPlane.run` (it is a bug in the caller, not a lost connection).
+
+Credentials, as ``NatsTransport``: ``token``, ``user``/``password`` (or the URL's
+``user:password@`` / ``token@``), ``nkeys_seed`` (signs the INFO nonce; needs the
+``nkeys`` package), ``creds`` (JWT and seed), TLS (``tls://`` URLs, or the server's INFO
+``tls_required``, or any ``tls_*`` field: the socket is upgraded right after INFO).
+Files are read and checked once, when :meth:`DataPlane.run` starts.
+
 Errors raised are the transport's: :class:`ClusterUnreachable`, :class:`NotConnected`,
 :class:`MessageTooLarge` (``_transport.MessageTooLarge``, a ``TransportError``, as
 ``NatsTransport.publish`` raises; the remote layer turns it into the user-facing
