@@ -32,6 +32,19 @@ disconnected :meth:`DataPlane.publish` raises :class:`NotConnected`. A ``-ERR
 'Permissions Violation ...'`` (a refused publish or subscription) is logged, rate
 limited, and the connection kept, as the server keeps it.
 
+Bounds: outbound, at most ``OUTBOUND_LIMIT`` bytes waiting plus the one buffer being
+written (whose messages are counted in :attr:`DataPlane.lost_in_flight` if the
+connection breaks under them); inbound, one message of at most ``max_payload`` (an
+INFO announcing more than ``MAX_PAYLOAD_LIMIT``, 64 MiB, is a protocol error) plus
+``MAX_LINE``. The callbacks run in the reader task and must not raise: an exception
+from them ends :meth:`DataPlane.run` (it is a bug in the caller, not a lost connection).
+
+Credentials, as ``NatsTransport``: ``token``, ``user``/``password`` (or the URL's
+``user:password@`` / ``token@``), ``nkeys_seed`` (signs the INFO nonce; needs the
+``nkeys`` package), ``creds`` (JWT and seed), TLS (``tls://`` URLs, or the server's INFO
+``tls_required``, or any ``tls_*`` field: the socket is upgraded right after INFO).
+Files are read and checked once, when :meth:`DataPlane.run` starts.
+
 Errors raised are the transport's: :class:`ClusterUnreachable`, :class:`NotConnected`,
 :class:`MessageTooLarge` (``_transport.MessageTooLarge``, a ``TransportError``, as
 ``NatsTransport.publish`` raises; the remote layer turns it into the user-facing
@@ -506,7 +519,7 @@ class DataPlane:
                     raise _Lost(f"malformed MSG line from the server: {data[pos:min(eol, pos + 80)]!r}")
                 length = int(data[last + 1:eol])
                 if not 0 <= length <= limit:
-                    raise _Lost(f"the server sent a MSG of {length} bytes, over its max_payload {limit}")
+                    raise _Lost(f"the server sent a MSG of {length} bytes (its max_payload is {limit})")
                 start = eol + 2
                 end = start + length
                 if end + 2 > size:

@@ -224,7 +224,7 @@ async def test_a_stopped_server_is_noticed_by_the_ping_deadline(nats_server):
         try:
             started = time.monotonic()
             await inbox.until(lambda: "disconnected" in inbox.states, timeout=5)
-            assert time.monotonic() - started < 0.5 * 2 + 1.0  # two ping intervals and slack
+            assert time.monotonic() - started < 0.5 * 2 + 2.0  # two ping intervals and slack for a loaded machine
         finally:
             os.kill(nats_server.pid, signal.SIGCONT)
         await inbox.until(lambda: "reconnected" in inbox.states, timeout=10)

@@ -130,6 +130,23 @@ async def test_a_msg_over_max_payload_is_refused_without_waiting_for_its_bytes()
     assert await reconnects_after(huge) == ["disconnected", "reconnected", ("a.ok", b"ok")]
 
 
+async def test_an_hmsg_is_skipped_and_what_follows_delivered():
+    async def hmsg(stream):
+        await stream.send_all(b"HMSG a.h 1 12 14\r\nNATS/1.0\r\n\r\nhi\r\nMSG a.x 1 1\r\nz\r\n")
+        await stream.send_all(b"HMSG a.h 1 12 99999999\r\n")  # over max_payload: a reconnect
+
+    assert await reconnects_after(hmsg) == [("a.x", b"z"), "disconnected", "reconnected", ("a.ok", b"ok")]
+
+
+@pytest.mark.parametrize("line", [b"MSG a.x 1 -5\r\n", b"MSG a.x 1 " + b"9" * 5000 + b"\r\n", b"MSG a.x 1 x\r\n",
+                                  b"MSG a.x 5\r\n", b"MSG  a.x 1 5\r\n"])
+async def test_bad_msg_lengths_are_reconnects(line):
+    async def bad(stream):
+        await stream.send_all(line)
+
+    assert await reconnects_after(bad) == ["disconnected", "reconnected", ("a.ok", b"ok")]
+
+
 async def test_bad_utf8_subject_and_malformed_msg_lines_are_reconnects():
     async def bad_subject(stream):
         await stream.send_all(b"MSG a.\xff 1 1\r\nx\r\n")
