@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgpack
 import trio
 
-from ._errors import MailboxFull, MessageTooLarge, NoConnection, NoSuchProcess
+from ._errors import ActorError, MailboxFull, MessageTooLarge, NoConnection, NoSuchProcess
 from ._message import Envelope, Kind
 from ._pid import Pid, incarnation, node_name
 from ._reasons import ExitReason
@@ -52,12 +52,19 @@ MAX_PEERS = 1024
 
 # Signals (they take a sequence number and a unit of credit).
 MSG, CALL, REPLY, FAILED, LINK, UNLINK, EXIT, MONITOR, DEMONITOR, DOWN, SPAWN, SPAWNED = range(1, 13)
-# Channel control (no sequence number, no credit).
-CREDIT, RESET = 20, 21
+# Channel control (no sequence number, no credit): CREDIT [consumed], RESET [the epoch
+# of the peer's it refuses], XOFF / XON [a pid whose mailbox is full / has room again].
+CREDIT, RESET, XOFF, XON = 20, 21, 22, 23
 
 #: How many fields each kind carries after the header.
 FIELDS = {MSG: 3, CALL: 5, REPLY: 3, FAILED: 4, LINK: 2, UNLINK: 2, EXIT: 4, MONITOR: 3, DEMONITOR: 3,
-          DOWN: 4, SPAWN: 5, SPAWNED: 3, CREDIT: 1, RESET: 0}
+          DOWN: 4, SPAWN: 5, SPAWNED: 3, CREDIT: 1, RESET: 1, XOFF: 1, XON: 1}
+
+#: Messages held for full mailboxes, from one peer, at most: past it (a sender that does
+#: not heed XOFF, or very many full mailboxes at once) they are refused as dead letters.
+HELD_LIMIT = 65_536
+#: Targets one peer may have marked full (XOFF) toward this node at once.
+BLOCKED_LIMIT = 100_000
 
 
 class RemoteHost(Protocol):
@@ -101,6 +108,8 @@ class Peer:
         self.tx_seq = 0
         self.acked = 0
         self.room = trio.Event()
+        # Its processes whose mailbox is full (XOFF): sends to them wait for the XON.
+        self.blocked: dict[Pid, trio.Event] = {}
         # Casts sent and not yet credited: (seq, to, envelope with the payload's first
         # bytes, size). If the channel goes before they are, each becomes a dead letter
         # ``unconfirmed``: it may or may not have arrived, but it is not silently lost.
@@ -114,19 +123,15 @@ class Peer:
         # Signals for local processes whose mailbox was full, in order, per target.
         self.held: dict[Pid, collections.deque[list[Any]]] = {}
         self.held_count = 0
-        # Monitors it holds on our processes: its ref -> (our ref, our target).
+        # Monitors it holds on our processes: its ref -> (our ref, our target), and back.
         self.monitors_in: dict[int, tuple[int, Pid]] = {}
+        self.monitor_refs: dict[int, int] = {}  # our ref -> its ref
         # Our refs waiting on it (calls, requests, spawns), and its calls we are handling.
         self.calls_out: set[int] = set()
+        self.calls_out_prune_at = 0
         self.calls_in: set[int] = set()
         self.spawns_out: set[int] = set()
         self.downs = 0
-
-    def tx_window_broken(self, window: int) -> bool:
-        """True when it has more signals waiting here than its credit allows (each
-        direction may exceed its window by the signals it sends besides messages, which
-        are never refused for credit: allow a second window of those)."""
-        return self.held_count >= 2 * window
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "node": self.node_id, "up": self.up, "epoch": self.tx_epoch,
@@ -149,6 +154,8 @@ class RemoteRoute:
         remote, peer = self.remote, self.peer
         if not peer.up:
             raise NoConnection(self.pid, peer.name)
+        if self.pid in peer.blocked:
+            raise MailboxFull(f"the mailbox of {self.pid} on node {peer.name} is full")
         if peer.tx_seq - peer.acked >= remote.config.window:
             raise MailboxFull(f"no credit toward node {peer.name} ({remote.config.window} signals in flight)")
         try:
@@ -160,6 +167,10 @@ class RemoteRoute:
         remote, peer = self.remote, self.peer
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
+            full = peer.blocked.get(self.pid)
+            if full is not None and peer.up:
+                await full.wait()  # its mailbox was full: until the XON (or a teardown)
+                continue
             while peer.up and peer.tx_seq - peer.acked >= remote.config.window:
                 await peer.room.wait()
             try:
@@ -213,6 +224,8 @@ class Channels:
     _prefix: str
     _waits: dict[int, tuple[OneShot, Pid, ExitReason | None]]
     _changed: trio.Event
+    _spawning: dict[int, tuple[Process | None, bool, int]]
+    """Remote spawns in flight: ref -> (the caller, link, monitor ref)."""
 
     def _send(self, peer: Peer, kind: int, *fields: Any) -> None:
         plane = self.plane
@@ -231,6 +244,14 @@ class Channels:
             self._teardown(peer, "this node's write buffer to NATS is full")
             raise NoConnection(peer.name, peer.name) from None
         peer.tx_seq += 1
+
+    def _tell(self, peer: Peer, kind: int, *fields: Any) -> None:
+        """Send a signal no caller waits on (a link, an exit, a down): it never raises.
+        A channel that cannot take it is torn down, and its teardown tells everyone."""
+        try:
+            self._send(peer, kind, *fields)
+        except ActorError:
+            pass
 
     def _control(self, peer: Peer, kind: int, epoch: int, *fields: Any) -> None:
         self._publish(peer.subject, msgpack.packb([self.me, epoch, 0, kind, *fields]))
@@ -298,12 +319,19 @@ class Channels:
         unconfirmed, peer.unconfirmed = peer.unconfirmed, collections.deque()
         for _seq, to, env, size in unconfirmed:
             node._dead_letter(to, env, "unconfirmed", size)
+        refused = peer.rx_epoch
         peer.rx_alive = False
         peer.room.set()
         peer.room = trio.Event()
+        for full in peer.blocked.values():
+            full.set()
+        peer.blocked.clear()
         if self.connected:
-            self._control(peer, RESET, peer.tx_epoch)
+            # Our new epoch, and the one of its we refuse from now on: if it still sends
+            # in that one, it tears down too (even if it never heard from us).
+            self._control(peer, RESET, peer.tx_epoch, refused)
         for ref in peer.spawns_out:
+            self._spawning.pop(ref, None)
             waiter = node._calls.pop(ref, None)
             if isinstance(waiter, _CallWaiter):
                 waiter.error = NoConnection(f"a spawn on node {peer.name}", peer.name)
@@ -320,6 +348,7 @@ class Channels:
             if proc is not None:
                 proc.watchers.pop(ours, None)
         peer.monitors_in.clear()
+        peer.monitor_refs.clear()
         held = peer.held
         peer.held = {}
         peer.held_count = 0
@@ -404,18 +433,30 @@ class Channels:
         or ``["error", text]``)."""
         peer = waiter.peer
         peer.calls_in.discard(ref)
-        if not peer.up or not self.connected:
-            return
-        if payload is not None:
-            self._send(peer, REPLY, waiter.ref, None if replier is None else str(replier), payload)
-        else:
-            self._send(peer, FAILED, waiter.ref, None if replier is None else str(replier), failure[0], failure[1])
+        if not peer.up or not self.connected or peer.node_id is None:
+            return  # its teardown has told the caller
+        where = None if replier is None else str(replier)
+        # Never raises: whatever goes wrong, the caller is answered or its channel goes.
+        try:
+            if payload is not None:
+                try:
+                    self._send(peer, REPLY, waiter.ref, where, payload)
+                    return
+                except (MessageTooLarge, OutboundFull) as exc:
+                    failure = ["error", f"the reply could not be sent: {exc}"]
+            self._send(peer, FAILED, waiter.ref, where, failure[0], failure[1])
+        except (NoConnection, MessageTooLarge):
+            pass  # the channel is gone (or the error text is huge): its teardown tells the caller
+        except OutboundFull:
+            self._teardown(peer, "this node's write buffer to NATS is full")
 
-    def _start_soon(self, fn: Any, *args: Any) -> None:
-        """A task in the node's nursery, unless the node is past running it."""
+    def _start_soon(self, fn: Any, *args: Any) -> bool:
+        """A task in the node's nursery, unless the node is past running it (False)."""
         nursery = self.node._nursery
-        if nursery is not None and not nursery.cancel_scope.cancel_called:
-            nursery.start_soon(self._guarded, fn, *args)
+        if nursery is None or nursery.cancel_scope.cancel_called:
+            return False
+        nursery.start_soon(self._guarded, fn, *args)
+        return True
 
     async def _guarded(self, fn: Any, *args: Any) -> None:
         """Run a task of the remote path in the node's nursery: whatever a peer sent,

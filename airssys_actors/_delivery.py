@@ -47,7 +47,12 @@ class Delivery:
         if pid is None:
             pid = self.registry.whereis(to)
             if pid is None:
-                return None
+                # A global name may be held here too (a remote one resolves to no process).
+                if self._remote is None:
+                    return None
+                pid = self._remote.names.whereis(to)
+                if pid is None:
+                    return None
         return self._processes.get(pid)
 
     def _mailbox_for(self, to: Pid | str) -> Mailbox | RemoteRoute:

@@ -27,11 +27,19 @@ class Detection(Channels):
 
     async def _beat(self) -> None:
         config = self.config
+        last = trio.current_time()
         while True:
             if self.connected:
                 self._hb_seq += 1
                 self._publish(self._hb_subject, msgpack.packb([self.me, self._hb_seq]))
             now = trio.current_time()
+            if now - last > config.heartbeat + config.suspect_after:
+                # This node did not run for a while (stopped, starved, a long inline guest):
+                # the silence it measured is its own, not its peers'. They get a fresh
+                # start instead of being declared down (and losing their names) for it.
+                for peer in self.peers.values():
+                    peer.heard = max(peer.heard, now)
+            last = now
             for peer in list(self.peers.values()):
                 self._flush_credit(peer)
                 if not peer.up:
@@ -41,7 +49,8 @@ class Detection(Channels):
                     self._down(peer, f"silent for {silent:.2f} s")
                 elif silent >= config.suspect_after and not peer.probing:
                     peer.probing = True
-                    self.node.start_soon(self._guarded, self._probe, peer, peer.node_id)
+                    if not self._start_soon(self._probe, peer, peer.node_id):
+                        peer.probing = False
             if not self._swept and now - self._started_at >= config.down_after and self.connected:
                 self._swept = True
                 self.names.sweep({p.node_id for p in self.peers.values() if p.up} | {self.me})

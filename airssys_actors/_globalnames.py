@@ -99,10 +99,13 @@ class GlobalNames:
             holder = self.whereis(name)
             if holder is None:
                 found = await self.transport.kv_get(self.bucket, key)
-                holder = Pid.parse(msgpack.unpackb(found[0])[1]) if found is not None else None
+                try:
+                    holder = Pid.parse(msgpack.unpackb(found[0])[1]) if found is not None else None
+                except Exception:  # an entry no node wrote: held, by no one we know
+                    holder = None
             if holder == pid:
                 return
-            raise NameTaken(f"global name {name!r} is registered to {holder}") from None
+            raise NameTaken(f"global name {name!r} is registered to {holder or 'an entry no node can read'}") from None
         current = self._table.get(name)
         if current is None or current[1] <= revision:
             self._table[name] = (pid, revision)
@@ -155,6 +158,22 @@ class GlobalNames:
         for name, (pid, revision) in list(self._table.items()):
             if pid.node not in live:
                 self._delete_soon(name, revision)
+
+    async def release_all(self, timeout: float) -> None:
+        """A node leaving removes the names of its processes, all gone by now (deletes
+        started as each exited may still be in flight: these are the same CAS, and the
+        one that loses the race is refused, harmlessly)."""
+        from ._transport import TransportError
+
+        with trio.move_on_after(timeout):
+            for name, (pid, revision) in list(self._table.items()):
+                if pid.node == self.me:
+                    try:
+                        await self.transport.kv_delete(self.bucket, _key(name), last=revision)
+                        self._forget(name, revision)
+                    except TransportError:
+                        pass
+        self._held.clear()
 
     def _delete_soon(self, name: str, revision: int) -> None:
         self._start_soon(self._delete, name, revision)

@@ -68,6 +68,7 @@ class Remote(Receiving, Detection):
         self._changed = trio.Event()  # set (and replaced) when a peer comes up
         self._waiter = Pid(self.me, 0)
         self._waits: dict[int, tuple[OneShot, Pid, ExitReason | None]] = {}
+        self._spawning: dict[int, tuple[Process | None, bool, int]] = {}
 
     async def start(self) -> None:
         """Connect both planes (ClusterUnreachable if a server does not answer within
@@ -97,6 +98,7 @@ class Remote(Receiving, Detection):
         for peer in self.peers.values():
             self._flush_credit(peer, force=True)
         await self.plane.drain(1.0)
+        await self.names.release_all(self.config.request_timeout)
         self.connected = False
         self._plane_scope.cancel()
         await self.transport.close()
@@ -128,8 +130,14 @@ class Remote(Receiving, Detection):
             waiter = self.node._calls.get(env.ref)
             deadline = getattr(waiter, "deadline", None)
             timeout = 5.0 if deadline is None else max(0.0, deadline - trio.current_time())
-            peer.calls_out.add(env.ref)
             self._send(peer, CALL, str(to), sender, env.ref, timeout, env.payload)
+            calls = peer.calls_out
+            calls.add(env.ref)
+            if len(calls) > max(256, peer.calls_out_prune_at):
+                # Callers that gave up leave their refs here: forget those, O(1) amortised.
+                pending = self.node._calls
+                peer.calls_out = calls = {r for r in calls if r in pending}
+                peer.calls_out_prune_at = 2 * len(calls)
         else:
             to_text = str(to)
             payload = env.payload
@@ -145,19 +153,19 @@ class Remote(Receiving, Detection):
             proc.exit_signal(pid, NOCONNECTION if self._unreachable(pid) else NOPROC)
             return
         proc.links.add(pid)
-        self._send(peer, LINK, str(proc.pid), str(pid))
+        self._tell(peer, LINK, str(proc.pid), str(pid))
 
     def unlink(self, proc: Process, pid: Pid) -> None:
         proc.links.discard(pid)
         peer = self._sendable(pid)
         if peer is not None:
-            self._send(peer, UNLINK, str(proc.pid), str(pid))
+            self._tell(peer, UNLINK, str(proc.pid), str(pid))
 
     def link_exit(self, pid: Pid, other: Pid, reason: ExitReason) -> None:
         """A local process linked to ``other`` exited with ``reason``."""
         peer = self._sendable(other)
         if peer is not None:
-            self._send(peer, EXIT, str(pid), str(other), reason.to_wire(), True)
+            self._tell(peer, EXIT, str(pid), str(other), reason.to_wire(), True)
 
     def exit(self, sender: Pid | None, pid: Pid, reason: ExitReason) -> None:
         """Erlang's ``exit/2`` toward a remote process (``killed`` cannot be trapped)."""
@@ -171,23 +179,22 @@ class Remote(Receiving, Detection):
             self.node._down(proc.pid, ref, pid, NOCONNECTION if self._unreachable(pid) else NOPROC)
             return
         proc.monitors[ref] = pid
-        self._send(peer, MONITOR, str(proc.pid), str(pid), ref)
+        self._tell(peer, MONITOR, str(proc.pid), str(pid), ref)
 
     def demonitor(self, watcher: Pid, pid: Pid, ref: int) -> None:
         peer = self._sendable(pid)
         if peer is not None:
-            self._send(peer, DEMONITOR, str(watcher), str(pid), ref)
+            self._tell(peer, DEMONITOR, str(watcher), str(pid), ref)
 
     def down(self, watcher: Pid, ref: int, pid: Pid, reason: ExitReason) -> None:
         """A local process monitored from another node exited."""
         peer = self._sendable(watcher)
         if peer is None:
             return
-        for their_ref, (ours, _target) in list(peer.monitors_in.items()):
-            if ours == ref:
-                del peer.monitors_in[their_ref]
-                self._send(peer, DOWN, str(watcher), str(pid), their_ref, reason.to_wire())
-                return
+        their_ref = peer.monitor_refs.pop(ref, None)
+        if their_ref is not None:
+            del peer.monitors_in[their_ref]
+            self._tell(peer, DOWN, str(watcher), str(pid), their_ref, reason.to_wire())
 
     async def wait(self, pid: Pid) -> ExitReason:
         """Wait for a process on another node to exit (a monitor held by no process:
@@ -199,7 +206,7 @@ class Remote(Receiving, Detection):
         ref = next(self.node._refs)
         done = OneShot()
         self._waits[ref] = (done, pid, None)
-        self._send(peer, MONITOR, str(self._waiter), str(pid), ref)
+        self._tell(peer, MONITOR, str(self._waiter), str(pid), ref)
         try:
             await done.wait()
         finally:
@@ -220,16 +227,20 @@ class Remote(Receiving, Detection):
         ref = next(self.node._refs)
         mref = next(self.node._refs) if monitor else 0
         waiter = _CallWaiter(node)
-        self.node._calls[ref] = waiter
-        peer.spawns_out.add(ref)
         options = {"name": name, "link": link, "monitor": mref, "trap_exits": trap_exits}
         self._send(peer, SPAWN, ref, _pid_text(caller.pid if caller else None), component, args, options)
+        self.node._calls[ref] = waiter
+        # Kept until its answer (or the channel's teardown), even past the timeout: a
+        # late answer then ends the child no one waits for any more.
+        if len(self._spawning) >= 10_000:
+            self._forget_spawns(peer)
+        self._spawning[ref] = (caller, link, mref)
+        peer.spawns_out.add(ref)
         try:
             with trio.move_on_after(timeout):
                 await waiter.wait()
         finally:
             self.node._calls.pop(ref, None)
-            peer.spawns_out.discard(ref)
         if waiter.error is not None:
             error, waiter.error = waiter.error, None
             if isinstance(error, CallFailed):
@@ -238,13 +249,15 @@ class Remote(Receiving, Detection):
         if waiter.payload is None:
             raise SpawnFailed(ExitReason("exit", f"no answer from node {node} within {timeout} s"))
         pid = Pid.parse(waiter.payload.decode())
-        assert pid is not None
-        if caller is not None and caller.alive:
-            if link:
-                caller.links.add(pid)
-            if monitor:
-                caller.monitors[mref] = pid
+        assert pid is not None  # linked / monitored already, as the answer was read
         return pid
+
+    def _forget_spawns(self, peer: Peer) -> None:
+        """Bound the spawns kept for a late answer: forget those no one waits for."""
+        for ref in [r for r in self._spawning if r not in self.node._calls]:
+            del self._spawning[ref]
+            for other in self.peers.values():
+                other.spawns_out.discard(ref)
 
     async def wait_for(self, name: str, timeout: float) -> str:
         with trio.move_on_after(timeout):
