@@ -1,0 +1,183 @@
+"""Cluster credentials against a real nats-server: an nkey user, and TLS with client
+certificates (mutual TLS). Two in-process nodes with the credential find each other and
+call across; a wrong credential is a clear ``ClusterUnreachable`` within
+``connect_timeout``, never a hang. The server configs are the ones docs/security.md
+shows ("The cluster connection")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import nkeys
+import pytest
+import trio
+
+from airssys_actors import Actor, Kind, Node
+from airssys_actors._transport import ClusterUnreachable
+from airssys_cli.natsserver import NatsServer
+
+from .nodes import config, wait_up
+
+OPENSSL = "/usr/bin/openssl"
+
+
+class Echo(Actor):
+    async def handle(self, ctx, msg):
+        return msg.value if msg.kind == Kind.CALL else None
+
+
+def start_server(tmp_path: Path, conf_text: str) -> NatsServer:
+    conf = tmp_path / "nats.conf"
+    conf.write_text(conf_text)
+    return NatsServer().start(tmp_path / "nats", config_file=conf)
+
+
+async def two_nodes_call_across(**credentials) -> None:
+    """Nodes a and b, each with ``credentials``, see each other up and a calls an echo on b."""
+    with trio.fail_after(15):
+        async with Node("a", cluster=config(**credentials)) as a, Node("b", cluster=config(**credentials)) as b:
+            echo = await b.spawn(Echo)
+            await wait_up(a, "b")
+            await wait_up(b, "a")
+            assert await a.call(echo, "across") == "across"
+
+
+async def refused(**credentials) -> str:
+    """The ClusterUnreachable text for a node joining with ``credentials``; it must come
+    within about connect_timeout (1 s), not hang."""
+    started = trio.current_time()
+    with trio.fail_after(10), pytest.raises(ClusterUnreachable) as error:
+        async with Node("x", cluster=config(connect_timeout=1.0, **credentials)):
+            pass
+    assert trio.current_time() - started < 5
+    return str(error.value)
+
+
+# ---- nkeys ---------------------------------------------------------------------------
+
+
+def new_user_nkey(path: Path) -> str:
+    """A fresh user nkey: its seed written to ``path`` (mode 0600), its public key (``U...``) returned."""
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    path.write_bytes(seed + b"\n")
+    path.chmod(0o600)
+    return nkeys.from_seed(bytearray(seed)).public_key.decode()
+
+
+def nkey_server_config(public_key: str) -> str:
+    return f'authorization {{\n  users = [\n    {{nkey: "{public_key}"}}\n  ]\n}}\n'
+
+
+@pytest.fixture
+def nkey_server(tmp_path):
+    seed_file = tmp_path / "node.nk"
+    server = start_server(tmp_path, nkey_server_config(new_user_nkey(seed_file)))
+    try:
+        yield server, seed_file
+    finally:
+        server.stop()
+
+
+async def test_nodes_with_an_nkey_seed_join_and_call_each_other(nkey_server):
+    server, seed_file = nkey_server
+    assert seed_file.read_text().startswith("SU")
+    await two_nodes_call_across(url=server.url, nkeys_seed=str(seed_file))
+
+
+async def test_an_nkey_the_server_does_not_know_is_refused_clearly(nkey_server, tmp_path):
+    server, _ = nkey_server
+    other = tmp_path / "other.nk"
+    new_user_nkey(other)
+    text = await refused(url=server.url, nkeys_seed=str(other))
+    assert "authorization violation" in text.lower()
+
+
+async def test_no_credentials_on_an_nkey_server_is_refused_clearly(nkey_server):
+    server, _ = nkey_server
+    text = await refused(url=server.url)
+    assert "authorization violation" in text.lower()
+
+
+# ---- TLS -----------------------------------------------------------------------------
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run([OPENSSL, *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+def make_ca(directory: Path, name: str) -> None:
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+            "-keyout", f"{name}.key", "-out", f"{name}.pem", cwd=directory)
+
+
+def make_cert(directory: Path, name: str, ca: str, extensions: str) -> None:
+    """``name.pem``/``name.key`` signed by ``ca`` with the x509v3 ``extensions``."""
+    (directory / f"{name}.ext").write_text(extensions + "\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr", cwd=directory)
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
+            "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=directory)
+
+
+def tls_server_config(pki: Path) -> str:
+    return (f'tls {{\n  cert_file: "{pki / "server.pem"}"\n  key_file: "{pki / "server.key"}"\n'
+            f'  ca_file: "{pki / "ca.pem"}"\n  verify: true\n}}\n')
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate it signed, and
+    a second CA (``other``) that signed nothing the server presents."""
+    directory = tmp_path_factory.mktemp("pki")
+    make_ca(directory, "ca")
+    make_ca(directory, "other")
+    make_cert(directory, "server", "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth")
+    make_cert(directory, "client", "ca", "extendedKeyUsage=clientAuth")
+    make_cert(directory, "stranger", "other", "extendedKeyUsage=clientAuth")
+    return directory
+
+
+@pytest.fixture
+def tls_server(tmp_path, pki):
+    server = start_server(tmp_path, tls_server_config(pki))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def client_tls(pki: Path, ca: str = "ca", cert: str | None = "client") -> dict[str, str]:
+    options = {"tls_ca": str(pki / f"{ca}.pem")}
+    if cert is not None:
+        options |= {"tls_cert": str(pki / f"{cert}.pem"), "tls_key": str(pki / f"{cert}.key")}
+    return options
+
+
+@pytest.mark.parametrize("scheme", ["tls", "nats"])
+async def test_nodes_with_client_certificates_join_and_call_each_other(tls_server, pki, scheme):
+    # nats-py upgrades a nats:// connection when the server's INFO says tls_required, so
+    # both schemes reach a TLS-only server.
+    url = f"{scheme}://127.0.0.1:{tls_server.port}"
+    await two_nodes_call_across(url=url, **client_tls(pki))
+
+
+async def test_no_client_certificate_is_refused_clearly(tls_server, pki):
+    text = await refused(url=f"tls://127.0.0.1:{tls_server.port}", **client_tls(pki, cert=None))
+    assert "tls" in text.lower() or "ssl" in text.lower() or "certificate" in text.lower()
+
+
+async def test_a_client_certificate_the_server_ca_did_not_sign_is_refused_clearly(tls_server, pki):
+    text = await refused(url=f"tls://127.0.0.1:{tls_server.port}", **client_tls(pki, cert="stranger"))
+    assert "tls" in text.lower() or "ssl" in text.lower() or "certificate" in text.lower()
+
+
+async def test_a_ca_that_did_not_sign_the_server_is_refused_clearly(tls_server, pki):
+    text = await refused(url=f"tls://127.0.0.1:{tls_server.port}", **client_tls(pki, ca="other"))
+    assert "certificate verify failed" in text.lower()
+
+
+async def test_no_tls_on_a_tls_server_is_refused_clearly(tls_server):
+    text = await refused(url=tls_server.url)
+    assert "tls" in text.lower() or "ssl" in text.lower() or "certificate" in text.lower()
