@@ -49,7 +49,7 @@ import asyncio
 import collections
 import logging
 import math
-import os
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -58,6 +58,7 @@ import attrs
 import trio
 
 from ._clusterconfig import ClusterConfig
+from ._credentials import BadCredential, check_credentials
 from ._errors import ActorError
 
 log = logging.getLogger("airssys_actors.cluster")
@@ -265,6 +266,7 @@ class NatsTransport:
         self._flushes: set[asyncio.Task[None]] = set()
         self._watches: list[_Watch] = []
         self._last_error = ""
+        self._tls: ssl.SSLContext | None = None  # built by _check_files
 
     # ---- trio side -------------------------------------------------------------------
 
@@ -411,17 +413,13 @@ class NatsTransport:
     # ---- trio side internals ---------------------------------------------------------
 
     def _check_files(self) -> None:
-        config = self._config
-        for field in ("nkeys_seed", "creds", "tls_ca", "tls_cert", "tls_key"):
-            path = getattr(config, field)
-            if path is not None and not os.path.isfile(path):
-                raise TransportError(f"{field}: no such file: {path!r}")
-        if config.nkeys_seed is not None or config.creds is not None:
-            try:
-                import nkeys  # noqa: F401
-            except ImportError:
-                field = "nkeys_seed" if config.nkeys_seed is not None else "creds"
-                raise TransportError(f"{field} needs the nkeys package (pip install nkeys)") from None
+        # On the trio side, before any thread starts: a bad file is an error naming its
+        # field, not every connect attempt's error (or, for a creds file without a JWT,
+        # nats-py reading it forever on the loop thread).
+        try:
+            self._tls = check_credentials(self._config)
+        except BadCredential as exc:
+            raise TransportError(str(exc)) from None
 
     def _wake_loop(self) -> None:
         self._out_scheduled = True
@@ -756,13 +754,8 @@ class NatsTransport:
             options["nkeys_seed"] = config.nkeys_seed
         if config.creds is not None:
             options["user_credentials"] = config.creds
-        if config.tls_ca is not None or config.tls_cert is not None:
-            import ssl
-
-            context = ssl.create_default_context(cafile=config.tls_ca)
-            if config.tls_cert is not None:
-                context.load_cert_chain(config.tls_cert, config.tls_key)
-            options["tls"] = context
+        if self._tls is not None:
+            options["tls"] = self._tls
         self._connect_errors: list[str] = []
         # nats-py retries the first connect forever with max_reconnect_attempts=-1: the
         # deadline is ours. A refused port fails each attempt at once; the wait between

@@ -165,12 +165,12 @@ async def test_nodes_with_client_certificates_join_and_call_each_other(tls_serve
 
 async def test_no_client_certificate_is_refused_clearly(tls_server, pki):
     text = await refused(url=f"tls://127.0.0.1:{tls_server.port}", **client_tls(pki, cert=None))
-    assert "tls" in text.lower() or "ssl" in text.lower() or "certificate" in text.lower()
+    assert "certificate required" in text.lower()
 
 
 async def test_a_client_certificate_the_server_ca_did_not_sign_is_refused_clearly(tls_server, pki):
     text = await refused(url=f"tls://127.0.0.1:{tls_server.port}", **client_tls(pki, cert="stranger"))
-    assert "tls" in text.lower() or "ssl" in text.lower() or "certificate" in text.lower()
+    assert "unknown ca" in text.lower()
 
 
 async def test_a_ca_that_did_not_sign_the_server_is_refused_clearly(tls_server, pki):
@@ -179,5 +179,7 @@ async def test_a_ca_that_did_not_sign_the_server_is_refused_clearly(tls_server, 
 
 
 async def test_no_tls_on_a_tls_server_is_refused_clearly(tls_server):
+    # nats-py upgrades to TLS (the server requires it) with the system's CAs, which did
+    # not sign this server.
     text = await refused(url=tls_server.url)
-    assert "tls" in text.lower() or "ssl" in text.lower() or "certificate" in text.lower()
+    assert "certificate verify failed" in text.lower()
