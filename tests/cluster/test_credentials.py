@@ -1,13 +1,18 @@
-"""Cluster credentials against a real nats-server: an nkey user, and TLS with client
-certificates (mutual TLS). Two in-process nodes with the credential find each other and
+"""Cluster credentials against a real nats-server: an nkey user, a ``.creds`` file (a
+user JWT and its seed, under an operator and account made here with nkeys, no ``nsc``),
+and TLS with client certificates (mutual TLS). Two in-process nodes with the credential find each other and
 call across; a wrong credential is a clear ``ClusterUnreachable`` within
 ``connect_timeout``, never a hang. The server configs are the ones docs/security.md
 shows ("The cluster connection")."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import nkeys
@@ -58,12 +63,18 @@ async def refused(**credentials) -> str:
 # ---- nkeys ---------------------------------------------------------------------------
 
 
+def keypair(prefix: int) -> tuple[bytes, nkeys.KeyPair]:
+    """A fresh nkey of the role ``prefix`` (``nkeys.PREFIX_BYTE_USER``, ...): its seed and key pair."""
+    seed = nkeys.encode_seed(os.urandom(32), prefix)
+    return seed, nkeys.from_seed(bytearray(seed))
+
+
 def new_user_nkey(path: Path) -> str:
     """A fresh user nkey: its seed written to ``path`` (mode 0600), its public key (``U...``) returned."""
-    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    seed, user = keypair(nkeys.PREFIX_BYTE_USER)
     path.write_bytes(seed + b"\n")
     path.chmod(0o600)
-    return nkeys.from_seed(bytearray(seed)).public_key.decode()
+    return user.public_key.decode()
 
 
 def nkey_server_config(public_key: str) -> str:
@@ -97,6 +108,85 @@ async def test_an_nkey_the_server_does_not_know_is_refused_clearly(nkey_server, 
 async def test_no_credentials_on_an_nkey_server_is_refused_clearly(nkey_server):
     server, _ = nkey_server
     text = await refused(url=server.url)
+    assert "authorization violation" in text.lower()
+
+
+# ---- creds (JWT) -----------------------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def signed_jwt(issuer: nkeys.KeyPair, subject: str, name: str, nats: dict, **claims) -> str:
+    """A NATS JWT (header ``ed25519-nkey``) for ``subject``, signed by ``issuer``: what
+    ``nsc`` writes. ``jti`` only has to be unique; the server does not recompute it."""
+    body = {"iat": int(time.time()), "iss": issuer.public_key.decode(), "name": name, "sub": subject,
+            "nats": {**nats, "version": 2}, **claims}
+    body["jti"] = base64.b32encode(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()).decode().rstrip("=")
+    signing_input = f"{_b64url(json.dumps({'typ': 'JWT', 'alg': 'ed25519-nkey'}).encode())}.{_b64url(json.dumps(body).encode())}"
+    return f"{signing_input}.{_b64url(issuer.sign(signing_input.encode()))}"
+
+
+#: The account's limits: -1 is unlimited; JetStream (the registry and node leases) needs
+#: the four storage limits set.
+ACCOUNT_LIMITS = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": True,
+                  "conn": -1, "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
+
+
+def write_creds(path: Path, account: nkeys.KeyPair, **claims) -> None:
+    """A ``.creds`` file for a fresh user of ``account`` (extra JWT ``claims``, e.g. ``exp``)."""
+    seed, user = keypair(nkeys.PREFIX_BYTE_USER)
+    jwt = signed_jwt(account, user.public_key.decode(), "node",
+                     {"pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1, "type": "user"}, **claims)
+    path.write_text(f"-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n"
+                    f"-----BEGIN USER NKEY SEED-----\n{seed.decode()}\n------END USER NKEY SEED------\n")
+    path.chmod(0o600)
+
+
+def operator_server_config() -> tuple[str, nkeys.KeyPair]:
+    """An operator-mode server config trusting one account (returned, to sign users) and
+    a system account, both preloaded into the memory resolver."""
+    _, operator = keypair(nkeys.PREFIX_BYTE_OPERATOR)
+    _, account = keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    _, system = keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    operator_pub, account_pub, system_pub = (k.public_key.decode() for k in (operator, account, system))
+    operator_jwt = signed_jwt(operator, operator_pub, "airssys", {"type": "operator"})
+    account_jwt = signed_jwt(operator, account_pub, "cluster", {"limits": ACCOUNT_LIMITS, "type": "account"})
+    system_jwt = signed_jwt(operator, system_pub, "SYS", {"type": "account"})
+    conf = (f"operator: {operator_jwt}\nsystem_account: {system_pub}\nresolver: MEMORY\n"
+            f"resolver_preload: {{\n  {account_pub}: {account_jwt}\n  {system_pub}: {system_jwt}\n}}\n")
+    return conf, account
+
+
+@pytest.fixture
+def operator_server(tmp_path):
+    conf, account = operator_server_config()
+    server = start_server(tmp_path, conf)
+    try:
+        yield server, account
+    finally:
+        server.stop()
+
+
+async def test_nodes_with_a_creds_file_join_and_call_each_other(operator_server, tmp_path):
+    server, account = operator_server
+    write_creds(tmp_path / "node.creds", account)
+    await two_nodes_call_across(url=server.url, creds=str(tmp_path / "node.creds"))
+
+
+async def test_a_user_of_an_account_the_server_does_not_trust_is_refused_clearly(operator_server, tmp_path):
+    server, _ = operator_server
+    _, stranger = keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    write_creds(tmp_path / "stranger.creds", stranger)
+    text = await refused(url=server.url, creds=str(tmp_path / "stranger.creds"))
+    assert "authorization violation" in text.lower()
+
+
+async def test_an_expired_user_jwt_is_refused_clearly(operator_server, tmp_path):
+    server, account = operator_server
+    write_creds(tmp_path / "expired.creds", account, exp=int(time.time()) - 60)
+    text = await refused(url=server.url, creds=str(tmp_path / "expired.creds"))
     assert "authorization violation" in text.lower()
 
 
