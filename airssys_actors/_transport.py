@@ -78,6 +78,8 @@ _SUB_PENDING_BYTES = 1 << 30
 #: is bounded by _CLOSE_BOUND.
 _DRAIN_TIMEOUT = 1.0
 _CLOSE_BOUND = 2.0
+#: Distinct errors of the first connect's attempts that ClusterUnreachable names.
+_CONNECT_ERRORS_SHOWN = 3
 #: JetStream error codes for "wrong last sequence" (nats-server JSStreamWrongLastSequence*).
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 
@@ -765,10 +767,10 @@ class NatsTransport:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError) and not isinstance(exc, asyncio.TimeoutError):
                 raise
-            last = self._connect_errors[-1] if self._connect_errors else f"{type(exc).__name__}: {exc}"
+            errors = self._connect_errors or [f"{type(exc).__name__}: {exc}"]
             raise ClusterUnreachable(
                 f"no NATS server answered within {config.connect_timeout:g} s at {', '.join(config.servers)} "
-                f"(last error: {last})") from None
+                f"(last error{'s' if len(errors) > 1 else ''}: {'; '.join(errors)})") from None
         nc = self._nc
         for subject in subjects:
             self._subs.append(await nc.subscribe(subject, cb=self._on_message, pending_msgs_limit=_SUB_PENDING_MSGS,
@@ -789,8 +791,13 @@ class NatsTransport:
             log.error("nats-py dropped a message on %s: slow consumer (subscription %s)", exc.subject, exc.sid)
             return
         text = f"{type(exc).__name__}: {exc}"
-        if self._nc is None:  # the first connect: ClusterUnreachable names the last one
-            self._connect_errors.append(text)
+        if self._nc is None:
+            # The first connect: ClusterUnreachable names the last few distinct errors,
+            # as a server's refusal ("Authorization Violation") is often followed by a
+            # bare connection reset on the next attempt.
+            if text in self._connect_errors:
+                self._connect_errors.remove(text)
+            self._connect_errors = [*self._connect_errors, text][-_CONNECT_ERRORS_SHOWN:]
             return
         if text != self._last_error:  # one line per distinct error, not one per retry
             self._last_error = text
