@@ -49,7 +49,7 @@ import asyncio
 import collections
 import logging
 import math
-import os
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -58,6 +58,7 @@ import attrs
 import trio
 
 from ._clusterconfig import ClusterConfig
+from ._credentials import BadCredential, check_credentials
 from ._errors import ActorError
 
 log = logging.getLogger("airssys_actors.cluster")
@@ -77,6 +78,8 @@ _SUB_PENDING_BYTES = 1 << 30
 #: is bounded by _CLOSE_BOUND.
 _DRAIN_TIMEOUT = 1.0
 _CLOSE_BOUND = 2.0
+#: Distinct errors of the first connect's attempts that ClusterUnreachable names.
+_CONNECT_ERRORS_SHOWN = 3
 #: JetStream error codes for "wrong last sequence" (nats-server JSStreamWrongLastSequence*).
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 
@@ -265,6 +268,7 @@ class NatsTransport:
         self._flushes: set[asyncio.Task[None]] = set()
         self._watches: list[_Watch] = []
         self._last_error = ""
+        self._tls: ssl.SSLContext | None = None  # built by _check_files
 
     # ---- trio side -------------------------------------------------------------------
 
@@ -411,17 +415,13 @@ class NatsTransport:
     # ---- trio side internals ---------------------------------------------------------
 
     def _check_files(self) -> None:
-        config = self._config
-        for field in ("nkeys_seed", "creds", "tls_ca", "tls_cert", "tls_key"):
-            path = getattr(config, field)
-            if path is not None and not os.path.isfile(path):
-                raise TransportError(f"{field}: no such file: {path!r}")
-        if config.nkeys_seed is not None or config.creds is not None:
-            try:
-                import nkeys  # noqa: F401
-            except ImportError:
-                field = "nkeys_seed" if config.nkeys_seed is not None else "creds"
-                raise TransportError(f"{field} needs the nkeys package (pip install nkeys)") from None
+        # On the trio side, before any thread starts: a bad file is an error naming its
+        # field, not every connect attempt's error (or, for a creds file without a JWT,
+        # nats-py reading it forever on the loop thread).
+        try:
+            self._tls = check_credentials(self._config)
+        except BadCredential as exc:
+            raise TransportError(str(exc)) from None
 
     def _wake_loop(self) -> None:
         self._out_scheduled = True
@@ -756,13 +756,8 @@ class NatsTransport:
             options["nkeys_seed"] = config.nkeys_seed
         if config.creds is not None:
             options["user_credentials"] = config.creds
-        if config.tls_ca is not None or config.tls_cert is not None:
-            import ssl
-
-            context = ssl.create_default_context(cafile=config.tls_ca)
-            if config.tls_cert is not None:
-                context.load_cert_chain(config.tls_cert, config.tls_key)
-            options["tls"] = context
+        if self._tls is not None:
+            options["tls"] = self._tls
         self._connect_errors: list[str] = []
         # nats-py retries the first connect forever with max_reconnect_attempts=-1: the
         # deadline is ours. A refused port fails each attempt at once; the wait between
@@ -772,10 +767,10 @@ class NatsTransport:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError) and not isinstance(exc, asyncio.TimeoutError):
                 raise
-            last = self._connect_errors[-1] if self._connect_errors else f"{type(exc).__name__}: {exc}"
+            errors = self._connect_errors or [f"{type(exc).__name__}: {exc}"]
             raise ClusterUnreachable(
                 f"no NATS server answered within {config.connect_timeout:g} s at {', '.join(config.servers)} "
-                f"(last error: {last})") from None
+                f"(last error{'s' if len(errors) > 1 else ''}: {'; '.join(errors)})") from None
         nc = self._nc
         for subject in subjects:
             self._subs.append(await nc.subscribe(subject, cb=self._on_message, pending_msgs_limit=_SUB_PENDING_MSGS,
@@ -796,8 +791,13 @@ class NatsTransport:
             log.error("nats-py dropped a message on %s: slow consumer (subscription %s)", exc.subject, exc.sid)
             return
         text = f"{type(exc).__name__}: {exc}"
-        if self._nc is None:  # the first connect: ClusterUnreachable names the last one
-            self._connect_errors.append(text)
+        if self._nc is None:
+            # The first connect: ClusterUnreachable names the last few distinct errors,
+            # as a server's refusal ("Authorization Violation") is often followed by a
+            # bare connection reset on the next attempt.
+            if text in self._connect_errors:
+                self._connect_errors.remove(text)
+            self._connect_errors = [*self._connect_errors, text][-_CONNECT_ERRORS_SHOWN:]
             return
         if text != self._last_error:  # one line per distinct error, not one per retry
             self._last_error = text
