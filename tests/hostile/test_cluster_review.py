@@ -113,10 +113,11 @@ async def test_a_one_way_channel_reset_by_the_receiver_tears_down_the_sender_too
             channel = a._remote.peers["b"]
             gap.publish("air.default.p.b.a", msgpack.packb([a.node_id, channel.tx_epoch, channel.tx_seq + 5, MSG,
                                                             str(q), None, msgpack.packb("gap")]))
+            with trio.fail_after(8):
+                await wait_for(lambda: q_log, timeout=8)
         finally:
             await gap.close()
         with trio.fail_after(8):
-            await wait_for(lambda: q_log, timeout=8)
             assert q_log == [("exit", "noconnection", str(p))]
             # a's side of the same link fires too (exactly once) ...
             await wait_for(lambda: p_log, timeout=4)
