@@ -56,7 +56,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import re
 import ssl
 import time
@@ -67,6 +66,7 @@ from urllib.parse import unquote, urlsplit
 import trio
 
 from ._clusterconfig import ClusterConfig
+from ._credentials import BadCredential, check_credentials
 from ._transport import ClusterUnreachable, MessageTooLarge, NotConnected, TransportError
 
 log = logging.getLogger("airssys_actors.cluster")
@@ -628,10 +628,11 @@ class _Auth:
 
     @classmethod
     def load(cls, config: ClusterConfig) -> _Auth:
-        for field in ("nkeys_seed", "creds", "tls_ca", "tls_cert", "tls_key"):
-            path = getattr(config, field)
-            if path is not None and not os.path.isfile(path):
-                raise TransportError(f"{field}: no such file: {path!r}")
+        # The same checks, and the same TLS context, as the control plane's.
+        try:
+            tls = check_credentials(config)
+        except BadCredential as exc:
+            raise TransportError(str(exc)) from None
         seed = jwt = None
         if config.creds is not None:
             text = _read_text("creds", config.creds)
@@ -642,21 +643,6 @@ class _Auth:
             jwt, seed = jwt_match[1], seed_match[1].encode()
         elif config.nkeys_seed is not None:
             seed = _read_text("nkeys_seed", config.nkeys_seed).strip().encode()
-        if seed is not None:
-            field = "creds" if config.creds is not None else "nkeys_seed"
-            keys = _nkeys(field)
-            try:
-                keys.from_seed(bytearray(seed)).public_key  # noqa: B018 (checks the seed now)
-            except Exception as exc:
-                raise TransportError(f"{field}: not a valid nkey seed ({type(exc).__name__})") from None
-        tls = None
-        if config.tls_ca is not None or config.tls_cert is not None:
-            try:
-                tls = ssl.create_default_context(cafile=config.tls_ca)
-                if config.tls_cert is not None:
-                    tls.load_cert_chain(config.tls_cert, config.tls_key)
-            except (OSError, ssl.SSLError) as exc:
-                raise TransportError(f"tls_ca/tls_cert/tls_key: {exc}") from None
         return cls(config, seed, jwt, tls)
 
     def connect_options(self, url: Any, nonce: str | None) -> dict[str, Any]:

@@ -331,7 +331,9 @@ async def test_creds_send_the_jwt_and_sign_the_nonce(tmp_path):
 @pytest.mark.parametrize("content, field", [
     ("no blocks here", "creds"),
     ("-----BEGIN NATS USER JWT-----\nx\n------END NATS USER JWT------\n-----BEGIN USER NKEY SEED-----\nSUnotaseed\n"
-     "------END USER NKEY SEED------\n", "creds: not a valid nkey seed"),
+     "------END USER NKEY SEED------\n", "creds: .* the user JWT is not a JWT"),
+    ("-----BEGIN NATS USER JWT-----\na.b.c\n------END NATS USER JWT------\n-----BEGIN USER NKEY SEED-----\nSUnotaseed\n"
+     "------END USER NKEY SEED------\n", "creds: .*seed"),
 ])
 async def test_a_bad_creds_file_is_a_clear_error(tmp_path, content, field):
     creds = tmp_path / "bad.creds"
