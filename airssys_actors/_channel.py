@@ -65,6 +65,8 @@ FIELDS = {MSG: 3, CALL: 5, REPLY: 3, FAILED: 4, LINK: 2, UNLINK: 2, EXIT: 4, MON
 HELD_LIMIT = 65_536
 #: Targets one peer may have marked full (XOFF) toward this node at once.
 BLOCKED_LIMIT = 100_000
+#: Bytes waiting for the data plane's writer past which an awaiting sender yields to it.
+_YIELD_AT = 16 << 10
 
 
 class RemoteHost(Protocol):
@@ -177,9 +179,14 @@ class RemoteRoute:
                 if not peer.up:
                     raise NoConnection(self.pid, peer.name)
                 remote.send_envelope(peer, self.pid, env)
-                return
             except OutboundFull:
                 await remote.plane.wait_for_room()
+                continue
+            if remote.plane.buffered >= _YIELD_AT:
+                # Let the writer put this out while we go on: a sender that never
+                # yields would have the wire (and the receiver) idle until its credit ends.
+                await trio.lowlevel.checkpoint()
+            return
 
 
 def _pid_text(pid: Pid | None) -> str | None:

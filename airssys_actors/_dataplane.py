@@ -178,6 +178,11 @@ class DataPlane:
     # ---- public ----------------------------------------------------------------------
 
     @property
+    def buffered(self) -> int:
+        """Bytes published and not yet handed to the socket."""
+        return len(self._out)
+
+    @property
     def max_payload(self) -> int:
         """The largest payload the server accepts (from its INFO; NATS's 1 MiB before)."""
         return self._max_payload

@@ -87,10 +87,6 @@ async def wait_for(predicate: Any, timeout: float = 10.0, step: float = 0.02) ->
             await trio.sleep(step)
 
 
-def peer_up(node: Node, name: str) -> bool:
-    return any(n["name"] == name and n["up"] and not n.get("self") for n in node.cluster_nodes())
-
-
 async def wait_up(node: Node, *names: str, timeout: float = 10.0) -> None:
     for name in names:
         await node.wait_for_node(name, timeout)
