@@ -173,8 +173,9 @@ class RemoteRoute:
             if full is not None and peer.up:
                 await full.wait()  # its mailbox was full: until the XON (or a teardown)
                 continue
-            while peer.up and peer.tx_seq - peer.acked >= remote.config.window:
-                await peer.room.wait()
+            if peer.up and peer.tx_seq - peer.acked >= remote.config.window:
+                await peer.room.wait()  # out of credit: until some comes back
+                continue
             try:
                 if not peer.up:
                     raise NoConnection(self.pid, peer.name)
@@ -185,7 +186,8 @@ class RemoteRoute:
             if remote.plane.buffered >= _YIELD_AT:
                 # Let the writer put this out while we go on: a sender that never
                 # yields would have the wire (and the receiver) idle until its credit ends.
-                await trio.lowlevel.checkpoint()
+                # Shielded: the message is sent, a cancellation now must not say otherwise.
+                await trio.lowlevel.cancel_shielded_checkpoint()
             return
 
 

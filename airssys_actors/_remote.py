@@ -233,7 +233,7 @@ class Remote(Receiving, Detection):
         # Kept until its answer (or the channel's teardown), even past the timeout: a
         # late answer then ends the child no one waits for any more.
         if len(self._spawning) >= 10_000:
-            self._forget_spawns(peer)
+            self._forget_spawns()
         self._spawning[ref] = (caller, link, mref)
         peer.spawns_out.add(ref)
         try:
@@ -252,7 +252,7 @@ class Remote(Receiving, Detection):
         assert pid is not None  # linked / monitored already, as the answer was read
         return pid
 
-    def _forget_spawns(self, peer: Peer) -> None:
+    def _forget_spawns(self) -> None:
         """Bound the spawns kept for a late answer: forget those no one waits for."""
         for ref in [r for r in self._spawning if r not in self.node._calls]:
             del self._spawning[ref]

@@ -7,8 +7,6 @@ import json
 import subprocess
 import time
 
-import pytest
-
 from ..cluster.conftest import nats_server, nats_url  # noqa: F401 - fixtures
 from ..hostile.conftest import AIRSSYS, ROOT, TREE, start_node, stop_node
 
@@ -56,29 +54,3 @@ def test_cli_nodes_find_each_other_and_call_across(nats_url, tmp_path):  # noqa:
     finally:
         stop_node(a)
         stop_node(b)
-
-
-@pytest.mark.parametrize(("flags", "named"), [
-    (["--cluster", "ftp://127.0.0.1:1"], "--cluster"),
-    (["--cluster", "nats://127.0.0.1:1", "--cluster-name", "a.b"], "--cluster-name"),
-    (["--cluster", "nats://127.0.0.1:1", "--heartbeat", "inf"], "--heartbeat"),
-    (["--cluster", "nats://127.0.0.1:1", "--heartbeat", "2", "--down-after", "1"], "--down-after"),
-    (["--cluster", "nats://127.0.0.1:1", "--tls-key", "k.pem"], "--tls-key"),
-])
-def test_bad_cluster_flags_name_the_flag(tmp_path, flags, named):
-    done = subprocess.run([*AIRSSYS, "node", "--name", "a", *flags], capture_output=True, text=True, cwd=ROOT,
-                          timeout=60, env={"PATH": "/usr/bin:/bin", "AIRSSYS_SOCKET": str(tmp_path / "s")})
-    assert done.returncode == 2, done.stderr
-    assert named in done.stderr
-
-
-def test_a_node_name_that_is_no_subject_token_is_refused(tmp_path):
-    done = subprocess.run([*AIRSSYS, "node", "--name", "a*b", "--cluster", "nats://127.0.0.1:1"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60, env={"PATH": "/usr/bin:/bin", "AIRSSYS_SOCKET": str(tmp_path / "s")})
-    assert done.returncode != 0 and "name" in done.stderr
-
-
-def test_an_unreachable_cluster_is_a_clear_error(tmp_path):
-    done = subprocess.run([*AIRSSYS, "node", "--name", "a", "--cluster", "nats://127.0.0.1:1"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60, env={"PATH": "/usr/bin:/bin", "AIRSSYS_SOCKET": str(tmp_path / "s")})
-    assert done.returncode == 1 and "no NATS server answered" in done.stderr
