@@ -600,7 +600,15 @@ class NatsTransport:
             stop.set()
         connecting = getattr(self, "_connect_task", None)
         if connecting is not None and not connecting.done():
-            connecting.cancel()  # a close() during start(): do not wait out connect_timeout
+            self._cancel_until_done(connecting)  # a close() during start(): do not wait out connect_timeout
+
+    def _cancel_until_done(self, task: asyncio.Task[Any]) -> None:
+        # nats-py swallows a CancelledError that lands while its connect loop closes a
+        # failed attempt (its _close waits under ``except CancelledError: pass``) and
+        # then tries again: cancel again, shortly, until the cancellation takes.
+        if not task.done():
+            task.cancel()
+            asyncio.get_running_loop().call_later(0.02, self._cancel_until_done, task)
 
     async def _close_nc(self) -> None:
         nc = self._nc
