@@ -332,7 +332,7 @@ class DataPlane:
             if want_tls:
                 if self._rx:
                     raise _Lost("the server sent data after INFO before the TLS handshake")
-                context = auth.tls or ssl.create_default_context()
+                context = auth.tls or _system_tls()
                 stream = trio.SSLStream(stream, context, server_hostname=host)
                 await stream.do_handshake()
             connect = auth.connect_options(parts, info.get("nonce"))
@@ -618,6 +618,17 @@ def _info_json(raw: bytes) -> dict[str, Any]:
     if nonce is not None and (not isinstance(nonce, str) or len(nonce) > 1024):
         raise _Lost("the server's INFO nonce is not a short string")
     return info
+
+
+_SYSTEM_TLS: list[ssl.SSLContext] = []
+
+
+def _system_tls() -> ssl.SSLContext:
+    """A TLS context with the system's CAs, made once: loading them takes a while (up
+    to a second on a busy machine), not to be paid inside every connect deadline."""
+    if not _SYSTEM_TLS:
+        _SYSTEM_TLS.append(ssl.create_default_context())
+    return _SYSTEM_TLS[0]
 
 
 class _Auth:
