@@ -22,6 +22,10 @@ class Signals(Delivery):
     _refs: itertools.count[int]
     _exits: BoundedMap[Pid, ExitReason]
 
+    def _elsewhere(self, target: Pid | str) -> Pid | None:
+        """The pid on another node ``target`` names (a cluster node only), or None."""
+        return None if self._remote is None else self._remote.pid_of(target)
+
     def _caller(self, what: str) -> Process:
         proc = current_process.get()
         if proc is None or proc.node is not self:
@@ -35,11 +39,10 @@ class Signals(Delivery):
 
     def _link(self, proc: Process, target: Pid | str) -> None:
         other = self._resolve(target)
-        if other is None and self._remote is not None:
-            remote = self._remote.pid_of(target)
-            if remote is not None:
-                self._remote.link(proc, remote)
-                return
+        remote = self._elsewhere(target) if other is None else None
+        if remote is not None:
+            self._remote.link(proc, remote)
+            return
         if other is None or not other.alive:
             proc.exit_signal(Pid.parse(str(target)) if isinstance(target, str) else target, NOPROC)
             return
@@ -55,11 +58,10 @@ class Signals(Delivery):
     def unlink(self, target: Pid | str) -> None:
         proc = self._caller("unlink")
         other = self._resolve(target)
-        if other is None and self._remote is not None:
-            remote = self._remote.pid_of(target)
-            if remote is not None:
-                self._remote.unlink(proc, remote)
-                return
+        remote = self._elsewhere(target) if other is None else None
+        if remote is not None:
+            self._remote.unlink(proc, remote)
+            return
         if other is not None:
             other.links.discard(proc.pid)
             proc.links.discard(other.pid)
@@ -75,12 +77,11 @@ class Signals(Delivery):
         if len(proc.monitors) + proc.mailbox.downs >= proc.max_pending:
             raise ActorError(f"too many monitors ({proc.max_pending})")
         other = self._resolve(target)
-        if other is None and self._remote is not None:
-            remote = self._remote.pid_of(target)
-            if remote is not None:
-                ref = next(self._refs)
-                self._remote.monitor(proc, remote, ref)
-                return ref
+        remote = self._elsewhere(target) if other is None else None
+        if remote is not None:
+            ref = next(self._refs)
+            self._remote.monitor(proc, remote, ref)
+            return ref
         if other is None or not other.alive:
             ref = next(self._refs)
             pid = target if isinstance(target, Pid) else Pid.parse(target)
@@ -126,12 +127,11 @@ class Signals(Delivery):
         like :meth:`kill`). Raises NoSuchProcess for a dead target."""
         proc = self._resolve(pid)
         why = reason if isinstance(reason, ExitReason) else parse(reason)
-        if proc is None and self._remote is not None:
-            remote = self._remote.pid_of(pid)
-            if remote is not None:
-                self._remote.exit(self._sender(), remote, why)
-                await trio.lowlevel.checkpoint()
-                return
+        remote = self._elsewhere(pid) if proc is None else None
+        if remote is not None:
+            self._remote.exit(self._sender(), remote, why)
+            await trio.lowlevel.checkpoint()
+            return
         if proc is None or not proc.alive:
             raise NoSuchProcess(pid)
         proc.exit_signal(self._sender(), why, untrappable=why == KILLED)
@@ -140,11 +140,10 @@ class Signals(Delivery):
     def kill(self, pid: Pid | str) -> None:
         """End the process at once with reason ``killed``; it cannot trap this."""
         proc = self._resolve(pid)
-        if proc is None and self._remote is not None:
-            remote = self._remote.pid_of(pid)
-            if remote is not None:
-                self._remote.exit(self._sender(), remote, KILLED)
-                return
+        remote = self._elsewhere(pid) if proc is None else None
+        if remote is not None:
+            self._remote.exit(self._sender(), remote, KILLED)
+            return
         if proc is None or not proc.alive:
             raise NoSuchProcess(pid)
         proc.exit_signal(self._sender(), KILLED, untrappable=True)
@@ -153,10 +152,9 @@ class Signals(Delivery):
         """Wait for the process to exit and return its reason (``noproc`` for an unknown
         pid; the reason of a recently exited one)."""
         proc = self._resolve(pid)
-        if proc is None and self._remote is not None:
-            remote = self._remote.pid_of(pid)
-            if remote is not None:
-                return await self._remote.wait(remote)
+        remote = self._elsewhere(pid) if proc is None else None
+        if remote is not None:
+            return await self._remote.wait(remote)
         if proc is None:
             key = pid if isinstance(pid, Pid) else Pid.parse(pid)
             return self._exits.get(key, NOPROC) if key is not None else NOPROC
